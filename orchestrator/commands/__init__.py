@@ -1,0 +1,12 @@
+"""CLI commands, one module per area, each registering itself on `orchestrator.cli.cli`:
+`preflight_cmd` (preflight, trust), `weights_cmd` (sync-weights), `lifecycle_cmd` (deploy, train, status,
+logs, stop, fetch-adapter, eval). Pattern:
+
+    from ..cli import App, cli, common
+
+    @cli.command()
+    @click.argument("job", required=False)
+    @click.option("--instance")
+    @common
+    def preflight(app: App, job, instance): ...
+"""

@@ -1,0 +1,363 @@
+"""`inventory.yaml`: the instances orch drives and the jobs bound to them. The one place settings resolve.
+
+Each instance setting resolves in one readable step: the YAML value (or `defaults:`), with `${VAR}`
+references expanded from `.env` then the environment; the variable behind each value is remembered
+(`instance.origin("host")`) so that a failed check can name exactly what to fix.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import InputError
+from .settings import MissingVariable, Variables
+
+DEFAULT_IMDS_URL = "http://169.254.169.254"
+TRANSPORTS = ("ssh", "local")
+SSH_ONLY = {"host", "port", "user", "key", "host_key", "known_hosts"}
+NULLABLE = {"imds_url", "s3_endpoint", "host_key", "gpu", "instance_id", "instance_type", "hostname"}
+S3_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?$")
+
+
+@dataclass
+class Expect:
+    """What must be true of the box before anything runs there."""
+
+    gpu: str | None = None            # substring of the GPU name, e.g. "A10G"; None: no GPU needed
+    gpu_count: int = 1
+    min_vram_gb: float = 0.0
+    min_free_disk_gb: float = 0.0     # in models_dir, before the job's weights are counted
+    min_free_tmp_gb: float = 1.0
+    max_gpu_used_mib: int = 1024      # more than this in use by other processes = busy GPU
+    instance_id: str | None = None    # EC2 id, checked through IMDSv2
+    instance_type: str | None = None
+    hostname: str | None = None
+
+
+@dataclass
+class Instance:
+    name: str
+    models_dir: str
+    work_dir: str
+    transport: str = "ssh"
+    host: str | None = None
+    port: int = 22
+    user: str | None = None
+    key: str | None = None            # private key file on the controller
+    host_key: str | None = None       # pinned "ssh-ed25519 AAAA..." (CI), checked before known_hosts
+    known_hosts: str | None = None    # file `orch trust` writes to
+    python: str = "python3"
+    imds_url: str | None = DEFAULT_IMDS_URL
+    s3_endpoint: str | None = None
+    connect_timeout: float = 10.0
+    expect: Expect = field(default_factory=Expect)
+    origins: dict[str, str] = field(default_factory=dict, repr=False)
+
+    def origin(self, name: str) -> str:
+        """Where a setting came from: 'QWEN_GPU_INSTANCE_IP in .env' or 'inventory.yaml'."""
+        return self.origins.get(name, "inventory")
+
+    @property
+    def address(self) -> str:
+        return "local" if self.transport == "local" else f"{self.user}@{self.host}:{self.port}"
+
+    def __post_init__(self) -> None:
+        if self.transport not in TRANSPORTS:
+            raise InputError(f"instance {self.name}: transport must be one of {', '.join(TRANSPORTS)}, "
+                             f"got {self.transport!r}")
+        if self.transport == "ssh":
+            for required in ("host", "user", "key"):
+                if not getattr(self, required):
+                    raise InputError(f"instance {self.name}: `{required}` is required for ssh",
+                                     hint=f"set instances.{self.name}.{required} (or defaults.{required})")
+        if not 0 < self.port < 65536:
+            raise InputError(f"instance {self.name}: port {self.port} is out of range")
+        for name in ("work_dir", "models_dir"):
+            value = getattr(self, name)
+            if not value.startswith("/"):
+                raise InputError(f"instance {self.name}: {name} must be an absolute path, got {value!r}")
+
+
+@dataclass
+class Job:
+    name: str
+    instance: str
+    recipe: str
+    dataset: str                      # a file on the controller
+    weights: str                      # s3://bucket/prefix/
+    overrides: dict[str, Any] = field(default_factory=dict)
+    s3_endpoint: str | None = None
+    s3_region: str | None = None
+    s3_credentials: str = "instance"  # "instance": the box's own role; "forward": the controller's
+    eval_gate: float = 3.0
+    gpu: int = 0
+
+    def __post_init__(self) -> None:
+        if not S3_URI.match(self.weights):
+            raise InputError(f"job {self.name}: weights must be an s3://bucket/prefix/ URI, got {self.weights!r}")
+        if self.s3_credentials not in ("instance", "forward"):
+            raise InputError(f"job {self.name}: s3_credentials must be 'instance' or 'forward'")
+        if self.eval_gate <= 0:
+            raise InputError(f"job {self.name}: eval_gate must be positive")
+
+
+@dataclass
+class Inventory:
+    path: Path
+    instances: dict[str, Instance]
+    jobs: dict[str, Job]
+    variables: Variables
+    unresolved: dict[str, InputError] = field(default_factory=dict)  # name -> why it cannot resolve
+
+    @property
+    def instance_names(self) -> list[str]:
+        return sorted(set(self.instances) | {n for n in self.unresolved if not n.startswith("job:")})
+
+    def instance(self, name: str) -> Instance:
+        if name in self.unresolved:
+            raise self.unresolved[name]
+        if name not in self.instances:
+            raise InputError(f"unknown instance {name!r} in {self.path}",
+                             hint=f"known instances: {', '.join(self.instance_names) or 'none'}")
+        return self.instances[name]
+
+    def job(self, name: str) -> Job:
+        if f"job:{name}" in self.unresolved:
+            raise self.unresolved[f"job:{name}"]
+        if name not in self.jobs:
+            raise InputError(f"unknown job {name!r} in {self.path}",
+                             hint=f"known jobs: {', '.join(sorted(set(self.jobs) | {n[4:] for n in self.unresolved if n.startswith('job:')})) or 'none'}")
+        return self.jobs[name]
+
+    def resolve(self, job: str | None, instance: str | None, *, need_job: bool = True
+                ) -> tuple[Job | None, Instance]:
+        """The job and the instance a command targets. `--instance` alone picks the job bound to it."""
+        if job:
+            found = self.job(job)
+            return found, self.instance(instance or found.instance)
+        if not instance:
+            raise InputError("name a job or an instance",
+                             hint=f"e.g. `orch ... {next(iter(self.jobs), 'JOB')}` or "
+                                  f"`--instance {next(iter(self.instances), 'NAME')}`")
+        target = self.instance(instance)
+        bound = [j for j in self.jobs.values() if j.instance == instance]
+        if len(bound) == 1:
+            return bound[0], target
+        if len(bound) > 1 and need_job:
+            names = ", ".join(sorted(j.name for j in bound))
+            raise InputError(f"instance {instance} has several jobs ({names}); which one?",
+                             hint=f"name it: `orch ... {bound[0].name} --instance {instance}`")
+        if need_job:
+            raise InputError(f"no job is bound to instance {instance}",
+                             hint=f"name a job, or add one with `instance: {instance}` under jobs:")
+        return None, target
+
+
+def load_inventory(path: str | Path | None = None, env_file: str | Path | None = None) -> Inventory:
+    """Read and check the inventory. Every problem is an InputError naming the file and line."""
+    inv_path = Path(path or os.environ.get("ORCH_INVENTORY") or "inventory.yaml")
+    explicit_env = env_file is not None or "ORCH_ENV_FILE" in os.environ
+    env_path = Path(env_file or os.environ.get("ORCH_ENV_FILE") or inv_path.parent / ".env")
+    variables = Variables.load(env_path, explicit=explicit_env)
+    doc, lines = _read_yaml(inv_path)
+    reader = _Reader(inv_path, lines, variables)
+    reader.check_keys(doc, "", {"defaults", "instances", "jobs"})
+    defaults = reader.mapping(doc.get("defaults") or {}, "defaults")
+    inventory = Inventory(inv_path, {}, {}, variables)
+    for name, body in reader.mapping(doc.get("instances") or {}, "instances").items():
+        _add(inventory.instances, inventory.unresolved, name, lambda: reader.instance(name, body, defaults))
+    for name, body in reader.mapping(doc.get("jobs") or {}, "jobs").items():
+        _add(inventory.jobs, inventory.unresolved, f"job:{name}", lambda: reader.job(name, body), key=name)
+    known = set(inventory.instances) | {n for n in inventory.unresolved if not n.startswith("job:")}
+    for job in inventory.jobs.values():
+        if job.instance not in known:
+            raise InputError(f"{reader.at('jobs.' + job.name + '.instance')}job {job.name} is bound to "
+                             f"unknown instance {job.instance!r}",
+                             hint=f"known instances: {', '.join(sorted(known))}")
+    return inventory
+
+
+def _add(target: dict, unresolved: dict, name: str, build, key: str | None = None) -> None:
+    """Build one entry. An entry whose variables are missing is kept aside and fails only when used,
+    so that a missing QWEN_GPU_INSTANCE_IP never stops `orch train demo`."""
+    try:
+        target[key or name] = build()
+    except MissingVariable as exc:
+        unresolved[name] = exc
+
+
+def _read_yaml(path: Path) -> tuple[dict, dict[str, int]]:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise InputError(f"inventory {path} not found",
+                         hint="run orch from the project folder, or pass --inventory PATH / set ORCH_INVENTORY")
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        doc = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = f":{mark.line + 1}" if mark else ""
+        raise InputError(f"{path}{line}: malformed YAML: {exc.problem or exc}",
+                         hint="fix the indentation or quoting on that line") from None
+    if doc is None:
+        doc = {}
+    if not isinstance(doc, dict):
+        raise InputError(f"{path}: the top level must be a mapping with instances: and jobs:")
+    lines: dict[str, int] = {}
+    _record_lines(node, "", lines)
+    return doc, lines
+
+
+def _record_lines(node, prefix: str, lines: dict[str, int]) -> None:
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            path = f"{prefix}.{key.value}" if prefix else str(key.value)
+            lines[path] = key.start_mark.line + 1
+            _record_lines(value, path, lines)
+
+
+class _Reader:
+    """Turns the parsed YAML into typed objects, with the file and line in every error."""
+
+    def __init__(self, path: Path, lines: dict[str, int], variables: Variables):
+        self.path, self.lines, self.variables = path, lines, variables
+        self.base = path.resolve().parent
+
+    def at(self, where: str) -> str:
+        line = self.lines.get(where)
+        return f"{self.path}:{line}: " if line else f"{self.path}: "
+
+    def mapping(self, value: Any, where: str) -> dict:
+        if not isinstance(value, dict):
+            raise InputError(f"{self.at(where)}{where} must be a mapping, got {type(value).__name__}")
+        return value
+
+    def check_keys(self, body: dict, where: str, allowed: set[str]) -> None:
+        for key in body:
+            if key not in allowed:
+                full = f"{where}.{key}" if where else str(key)
+                raise InputError(f"{self.at(full)}unknown field {full!r}",
+                                 hint=f"allowed here: {', '.join(sorted(allowed))}")
+
+    def value(self, raw: Any, where: str, kind: type, origins: dict[str, str], name: str) -> Any:
+        """Expand variables in one value and convert it to the field's type."""
+        if isinstance(raw, str):
+            raw, used = self.variables.interpolate(raw, f"{self.at(where)}{where}")
+            if used:
+                origins[name] = ", ".join(used)
+        if raw is None or raw == "":
+            return None
+        try:
+            return _convert(raw, kind)
+        except (TypeError, ValueError):
+            raise InputError(f"{self.at(where)}{where} must be {_type_name(kind)}, got {raw!r}",
+                             hint=f"fix {where} in {self.path}" +
+                                  (f" or {origins[name]}" if name in origins else "")) from None
+
+    def build(self, cls, body: dict, where: str, fixed: dict, inherited: set[str] = frozenset()
+              ) -> tuple[dict, dict[str, str]]:
+        specs = {f.name: f for f in fields(cls) if f.name not in fixed and f.name != "origins"}
+        self.check_keys(body, where, set(specs))
+        values, origins = dict(fixed), {}
+        for name, raw in body.items():
+            kind = _field_type(specs[name])
+            at = f"defaults.{name}" if name in inherited else f"{where}.{name}"
+            if kind is Expect:
+                values[name] = self.expect(raw, at)
+            elif kind is dict:
+                values[name] = self.mapping(raw, at)
+            else:
+                converted = self.value(raw, at, kind, origins, name)
+                if converted is not None or name in NULLABLE:
+                    values[name] = converted  # an empty `imds_url:` switches IMDS off
+        return values, origins
+
+    def expect(self, body: Any, where: str) -> Expect:
+        values, _ = self.build(Expect, self.mapping(body, where), where, {})
+        return Expect(**values)
+
+    def instance(self, name: str, body: Any, defaults: dict) -> Instance:
+        where = f"instances.{name}"
+        own = self.mapping(body or {}, where)
+        if own.get("transport", defaults.get("transport")) == "local":
+            defaults = {k: v for k, v in defaults.items() if k not in SSH_ONLY}
+        merged = {**defaults, **own}
+        inherited = {k for k in defaults if k not in own}
+        values, origins = self.build(Instance, merged, where, {"name": name}, inherited)
+        for key in ("key", "known_hosts"):
+            if values.get(key):
+                values[key] = str(self._local_path(values[key]))
+        if values.get("transport") == "local":
+            for key in ("work_dir", "models_dir"):
+                if key in values:
+                    values[key] = str(self._local_path(values[key]))
+        if values.get("known_hosts") is None and values.get("transport", "ssh") == "ssh":
+            values["known_hosts"] = str(self.base / "known_hosts")
+        env_imds = os.environ.get("ORCH_IMDS_URL")
+        if env_imds is not None and "imds_url" not in merged:
+            values["imds_url"] = env_imds or None
+        for key in ("work_dir", "models_dir"):
+            if key not in values:
+                raise InputError(f"{self.at(where)}instance {name}: `{key}` is required",
+                                 hint=f"add {where}.{key}: /home/ubuntu/... to {self.path}")
+        try:
+            return Instance(**values, origins=origins)
+        except InputError as exc:
+            raise InputError(f"{self.at(where)}{exc.message}", exc.hint) from None
+
+    def job(self, name: str, body: Any) -> Job:
+        where = f"jobs.{name}"
+        values, _ = self.build(Job, self.mapping(body or {}, where), where, {"name": name})
+        for required in ("instance", "recipe", "dataset", "weights"):
+            if required not in values:
+                raise InputError(f"{self.at(where)}job {name}: `{required}` is required")
+        values["dataset"] = str(self._local_path(values["dataset"]))
+        try:
+            return Job(**values)
+        except InputError as exc:
+            raise InputError(f"{self.at(where)}{exc.message}", exc.hint) from None
+
+    def _local_path(self, value: str) -> Path:
+        path = Path(os.path.expanduser(value))
+        return path if path.is_absolute() else (self.base / path).resolve()
+
+
+def _field_type(f) -> type:
+    text = str(f.type)
+    for name, kind in (("Expect", Expect), ("dict", dict), ("int", int), ("float", float), ("bool", bool)):
+        if text.startswith(name):
+            return kind
+    return str
+
+
+def _convert(raw: Any, kind: type) -> Any:
+    if kind is str:
+        if isinstance(raw, (dict, list)):
+            raise TypeError
+        return str(raw)
+    if kind is int:
+        if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+            raise TypeError
+        return int(raw)
+    if kind is float:
+        if isinstance(raw, bool):
+            raise TypeError
+        return float(raw)
+    if kind is bool:
+        if isinstance(raw, bool):
+            return raw
+        if str(raw).lower() in ("true", "yes", "1", "false", "no", "0"):
+            return str(raw).lower() in ("true", "yes", "1")
+        raise ValueError
+    return raw
+
+
+def _type_name(kind: type) -> str:
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(kind, str(kind))
