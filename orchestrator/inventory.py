@@ -21,7 +21,7 @@ from .settings import MissingVariable, Variables
 DEFAULT_IMDS_URL = "http://169.254.169.254"
 TRANSPORTS = ("ssh", "local")
 SSH_ONLY = {"host", "port", "user", "key", "host_key", "known_hosts"}
-NULLABLE = {"imds_url", "s3_endpoint", "host_key", "gpu", "instance_id", "instance_type", "hostname"}
+NULLABLE = {"python_env", "imds_url", "s3_endpoint", "host_key", "gpu", "instance_id", "instance_type", "hostname"}
 S3_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?$")
 
 
@@ -52,7 +52,9 @@ class Instance:
     key: str | None = None            # private key file on the controller
     host_key: str | None = None       # pinned "ssh-ed25519 AAAA..." (CI), checked before known_hosts
     known_hosts: str | None = None    # file `orch trust` writes to
-    python: str = "python3"
+    python: str = "python3"           # the system interpreter for the stdlib probe and supervisor
+    python_env: str | None = None     # an existing env with the payload's pins (e.g. a DLAMI env);
+                                      # unset: deploy builds work_dir/venvs/<requirements hash>
     imds_url: str | None = DEFAULT_IMDS_URL
     s3_endpoint: str | None = None
     connect_timeout: float = 10.0
@@ -295,8 +297,8 @@ class _Reader:
             if values.get(key):
                 values[key] = str(self._local_path(values[key]))
         if values.get("transport") == "local":
-            for key in ("work_dir", "models_dir"):
-                if key in values:
+            for key in ("work_dir", "models_dir", "python_env"):
+                if values.get(key):
                     values[key] = str(self._local_path(values[key]))
         if values.get("known_hosts") is None and values.get("transport", "ssh") == "ssh":
             values["known_hosts"] = str(self.base / "known_hosts")

@@ -1,0 +1,68 @@
+"""The bundle shipped to an instance: `remote_payload/`, the job's `job.json` and its dataset.
+
+Built as a deterministic tar (sorted names, zeroed owners and times), so the same inputs give the same
+bytes and the same id: the id is the content's sha256, and an unchanged deploy sends nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import InputError
+from .inventory import Job
+
+PAYLOAD_DIR = Path(__file__).resolve().parent.parent / "remote_payload"
+SKIP = {"__pycache__", ".pytest_cache"}
+
+
+@dataclass
+class Bundle:
+    id: str                     # sha256[:16] of the tar bytes
+    data: bytes
+    requirements_hash: str      # names the venv on the instance
+    dataset_name: str
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+
+def requirements_hash(payload_dir: Path = PAYLOAD_DIR) -> str:
+    return hashlib.sha256((payload_dir / "requirements.txt").read_bytes()).hexdigest()[:16]
+
+
+def build_bundle(job: Job, payload_dir: Path = PAYLOAD_DIR) -> Bundle:
+    dataset = Path(job.dataset)
+    if not dataset.is_file():
+        raise InputError(f"job {job.name}: dataset {dataset} not found",
+                         hint=f"fix jobs.{job.name}.dataset in the inventory (or the variable it uses)")
+    dataset_name = f"data/{dataset.name}"
+    job_doc = {"job": job.name, "recipe": job.recipe, "overrides": job.overrides, "dataset": dataset_name}
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for path in sorted(_payload_files(payload_dir)):
+            _add(tar, f"remote_payload/{path.relative_to(payload_dir).as_posix()}", path.read_bytes(),
+                 0o755 if path.suffix == ".py" and path.stat().st_mode & 0o100 else 0o644)
+        _add(tar, "job.json", json.dumps(job_doc, indent=2, sort_keys=True).encode())
+        _add(tar, dataset_name, dataset.read_bytes())
+    data = buf.getvalue()
+    return Bundle(hashlib.sha256(data).hexdigest()[:16], data, requirements_hash(payload_dir), dataset_name)
+
+
+def _payload_files(root: Path):
+    for path in root.rglob("*"):
+        if path.is_file() and not SKIP.intersection(path.relative_to(root).parts) and path.suffix != ".pyc":
+            yield path
+
+
+def _add(tar: tarfile.TarFile, name: str, content: bytes, mode: int = 0o644) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.mtime = len(content), mode, 0
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    tar.addfile(info, io.BytesIO(content))

@@ -1,0 +1,48 @@
+"""`orch eval`: run the payload's evaluation on the instance, show the TERSE/VERBOSE table."""
+
+from __future__ import annotations
+
+import json
+import posixpath
+
+from .errors import RemoteError
+from .inventory import Instance
+from .output import say, table
+from .transport.base import Transport
+
+
+def run_eval(transport: Transport, instance: Instance, run: dict, gate: float) -> dict:
+    """Evaluate the run's adapter where it was trained; the report is also kept as RUN/eval.json."""
+    meta = run.get("meta") or {}
+    if not run.get("has_adapter"):
+        raise RemoteError(f"{instance.name}: run {run['run_id']} has no adapter to evaluate",
+                          hint="wait for the run to finish (`orch status`)")
+    run_dir = run["run_dir"]
+    argv = [meta["python"], "-m", "remote_payload.evaluate", "--model-dir", meta["model_dir"],
+            "--adapter", posixpath.join(run_dir, "adapter"), "--out", posixpath.join(run_dir, "eval.json"),
+            "--gate", str(gate), "--json"]
+    result = transport.run(argv, cwd=meta["bundle"], check=False, timeout=3600)
+    try:
+        return json.loads(result.text)
+    except ValueError:
+        raise RemoteError(f"{instance.name}: evaluation failed (exit {result.exit_code}): "
+                          f"{result.err_text.strip()[-800:]}") from None
+
+
+def show_eval(report: dict, run_id: str) -> None:
+    styles = report.get("styles") or {}
+    rows = [(name, s.get("n"), _num(s.get("mean_tokens")), _num(s.get("median_tokens")),
+             _num(s.get("min_tokens")), _num(s.get("max_tokens"))) for name, s in styles.items()]
+    table(f"verbosity of {run_id}", ["style", "prompts", "mean tokens", "median", "min", "max"], rows)
+    examples = report.get("examples") or []
+    if examples:
+        table("examples", ["prompt", "style", "tokens", "answer"],
+              [(e.get("prompt", "")[:40], e.get("style"), e.get("tokens"), (e.get("text") or "")[:70])
+               for e in examples[:6]])
+    verdict = "passed" if report.get("passed") else "FAILED"
+    say(f"VERBOSE/TERSE mean token ratio {_num(report.get('ratio'))} (gate {report.get('gate')}): {verdict}",
+        style="green" if report.get("passed") else "bold red")
+
+
+def _num(value) -> str:
+    return f"{value:.1f}" if isinstance(value, (int, float)) else str(value)
