@@ -146,7 +146,6 @@ def _create_venv(transport: Transport, instance: Instance, bundle_dir: str, venv
     requirements = posixpath.join(bundle_dir, "remote_payload", "requirements.txt")
     index = ["--extra-index-url", TORCH_INDEX.format(build=torch_build)] if torch_build else []
     script = ('set -e; rm -rf "$0"; "$PY" -m venv "$0"; '
-              '"$0/bin/python" -m pip install -q --upgrade pip; '
               '"$0/bin/python" -m pip install -q -r "$REQ" "$@"; touch "$0/.complete"')
     result = transport.run(["env", f"REQ={requirements}", f"PY={instance.python}", "sh", "-c", script,
                             venv_dir, *index], check=False, timeout=3600)
