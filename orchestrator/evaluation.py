@@ -30,18 +30,26 @@ def run_eval(transport: Transport, instance: Instance, run: dict, gate: float) -
 
 
 def show_eval(report: dict, run_id: str) -> None:
+    """The separation table: token counts per style, the ratio against the gate, a few examples."""
     styles = report.get("styles") or {}
-    rows = [(name, s.get("n"), _num(s.get("mean_tokens")), _num(s.get("median_tokens")),
-             _num(s.get("min_tokens")), _num(s.get("max_tokens"))) for name, s in styles.items()]
-    table(f"verbosity of {run_id}", ["style", "prompts", "mean tokens", "median", "min", "max"], rows)
+    n = report.get("prompts")
+    rows = [(name, n, _num(s.get("mean_tokens")), _num(s.get("median_tokens")), s.get("min_tokens"),
+             s.get("max_tokens"), f"{s.get('hit_max_new_tokens', 0)}/{n}") for name, s in styles.items()]
+    table(f"verbosity of {run_id}", ["style", "prompts", "mean tokens", "median", "min", "max", "hit max"], rows)
     examples = report.get("examples") or []
     if examples:
-        table("examples", ["prompt", "style", "tokens", "answer"],
-              [(e.get("prompt", "")[:40], e.get("style"), e.get("tokens"), (e.get("text") or "")[:70])
-               for e in examples[:6]])
+        table("examples", ["prompt", "TERSE", "VERBOSE"],
+              [(e["prompt"][:40], _answer(e.get("TERSE")), _answer(e.get("VERBOSE"))) for e in examples[:4]])
     verdict = "passed" if report.get("passed") else "FAILED"
     say(f"VERBOSE/TERSE mean token ratio {_num(report.get('ratio'))} (gate {report.get('gate')}): {verdict}",
         style="green" if report.get("passed") else "bold red")
+
+
+def _answer(answer: dict | None) -> str:
+    if not answer:
+        return ""
+    text = " ".join((answer.get("text") or "").split())
+    return f"({answer.get('tokens')}) {text[:80]}{'...' if len(text) > 80 else ''}"
 
 
 def _num(value) -> str:
