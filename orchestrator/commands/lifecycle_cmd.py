@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -274,15 +273,18 @@ def fetch_adapter(app: App, job, instance, run_id, dest, upload):
     with connected(target) as transport:
         result = fetch(transport, target, run["run_dir"], Path(dest), job=job_name, run_id=run["run_id"],
                        progress=not app.json)
-    doc = {"ok": True, **(result.to_json() if hasattr(result, "to_json") else vars(result))}
+    doc = {"ok": True, **result.to_json()}
+    uploaded = None
     if upload:
         from ..fetch import upload_adapter
 
-        endpoint = found_job.s3_endpoint if found_job else None
-        doc["upload"] = upload_adapter(Path(doc["dest"]), upload, endpoint=endpoint,
-                                       region=found_job.s3_region if found_job else None)
+        uploaded = upload_adapter(Path(result.dest), upload, endpoint=found_job.s3_endpoint if found_job else None,
+                                  region=found_job.s3_region if found_job else None, progress=not app.json)
+        doc["upload"] = uploaded.to_json()
     if app.json:
-        emit_json(json.loads(json.dumps(doc, default=str)))
-    else:
-        say(f"adapter of {run['run_id']} verified in {doc['dest']}", style="green")
-        print(doc["dest"])
+        emit_json(doc)
+        return
+    say(result.summary(), style="green")
+    if uploaded:
+        say(uploaded.summary(), style="green")
+    print(result.dest)
