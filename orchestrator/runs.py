@@ -131,6 +131,7 @@ def follow(transport_factory, instance: Instance, run_dir: str, *, offset: int =
             pass
         finally:
             proc.kill()
+        transport.close()  # dropped: the next attempt gets a fresh connection
         attempt += 1
         if attempt > retries:
             raise RemoteError(f"{instance.name}: lost the connection while following {run_dir}",

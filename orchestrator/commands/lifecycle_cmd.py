@@ -81,30 +81,37 @@ def train(app: App, job, instance, follow, resume, extra_epochs, force):
     with connected(target) as transport:
         deployed = run_deploy(transport, target, found_job, driver_version=driver, progress=not app.json, say=say)
         started = start_training(transport, target, found_job, deployed, resume=resume, extra_epochs=extra_epochs)
-    say(f"run {started.run_id} {'resumed' if resume else 'started'} on {target.name} (pid {started.pid})",
-        style="green")
-    if not app.json:
-        print(started.run_id, flush=True)
-    doc = {"ok": True, "run_id": started.run_id, "run_dir": started.run_dir, "instance": target.name,
-           "job": found_job.name, "resumed": resume, "deploy": deployed.to_json()}
-    if follow:
-        final = _follow(app, target, started.run_dir, started.run_id)
-        doc.update(state=final["state"], exit_code=final["exit_code"], ok=final["state"] == "finished")
-        if app.json:
-            emit_json(doc)
-        if final["state"] != "finished":
-            say(f"run {started.run_id} {final['state']} (exit code {final['exit_code']})", style="bold red")
-            sys.exit(1)
-        return
+        say(f"run {started.run_id} {'resumed' if resume else 'started'} on {target.name} (pid {started.pid})",
+            style="green")
+        if not app.json:
+            print(started.run_id, flush=True)
+        doc = {"ok": True, "run_id": started.run_id, "run_dir": started.run_dir, "instance": target.name,
+               "job": found_job.name, "resumed": resume, "deploy": deployed.to_json()}
+        if not follow:
+            if app.json:
+                emit_json(doc)
+            else:
+                say(f"follow it with `orch logs --run {started.run_id} --follow`")
+            return
+        final = _follow(app, target, started.run_dir, started.run_id, transport=transport)
+    doc.update(state=final["state"], exit_code=final["exit_code"], ok=final["state"] == "finished")
     if app.json:
         emit_json(doc)
-    else:
-        say(f"follow it with `orch logs --run {started.run_id} --follow`")
+    if final["state"] != "finished":
+        say(f"run {started.run_id} {final['state']} (exit code {final['exit_code']})", style="bold red")
+        sys.exit(1)
 
 
-def _follow(app: App, target, run_dir: str, run_id: str, offset: int = 0, follow: bool = True) -> dict:
+def _follow(app: App, target, run_dir: str, run_id: str, offset: int = 0, follow: bool = True,
+            transport=None) -> dict:
+    """Stream the run's log (stdout, or stderr with --json) and a live metrics line, until it ends."""
     from ..runs import follow as stream
     from ..transport import connect
+
+    first = [transport] if transport is not None else []
+
+    def transport_factory():  # the open connection first; a new one after a drop
+        return first.pop() if first else connect(target)
 
     out = sys.stderr if app.json else sys.stdout
     live = _LiveLine(enabled=not app.json and console().is_terminal)
@@ -116,7 +123,7 @@ def _follow(app: App, target, run_dir: str, run_id: str, offset: int = 0, follow
         live.draw()
 
     try:
-        final, _ = stream(lambda: connect(target), target, run_dir, offset=offset, follow=follow,
+        final, _ = stream(transport_factory, target, run_dir, offset=offset, follow=follow,
                           on_log=on_log, on_metric=live.update)
     except KeyboardInterrupt:
         live.clear()
@@ -182,13 +189,15 @@ def status(app: App, job, instance, run_id):
     table(f"runs on {target.name}", ["run", "state", "exit", "step", "loss", "heartbeat", "adapter"], rows)
 
 
-def _pick_run(app: App, job, instance, run_id):
+@contextmanager
+def run_on_instance(app: App, job, instance, run_id):
+    """Connect once, find the run a command means (`--run`, else the latest), and keep the connection."""
     from ..runs import find_run
 
     found_job, target = app.inventory.resolve(job, instance, need_job=False)
     with connected(target) as transport:
         run = find_run(transport, target, job=found_job.name if found_job and job else None, run_id=run_id)
-    return found_job, target, run
+        yield found_job, target, run, transport
 
 
 @cli.command()
@@ -200,8 +209,9 @@ def _pick_run(app: App, job, instance, run_id):
 @common
 def logs(app: App, job, instance, run_id, follow, offset):
     """Print a run's log; --follow re-attaches by byte offset, so no line is lost or repeated."""
-    _, target, run = _pick_run(app, job, instance, run_id)
-    final = _follow(app, target, run["run_dir"], run["run_id"], offset=offset, follow=follow)
+    with run_on_instance(app, job, instance, run_id) as (_, target, run, transport):
+        final = _follow(app, target, run["run_dir"], run["run_id"], offset=offset, follow=follow,
+                        transport=transport)
     if app.json:
         emit_json({"ok": True, "run": final})
 
@@ -216,8 +226,7 @@ def stop(app: App, job, instance, run_id, grace):
     """Stop a run: SIGTERM, then SIGKILL after --grace seconds. The GPU lock is released."""
     from ..runs import stop_run
 
-    _, target, run = _pick_run(app, job, instance, run_id)
-    with connected(target) as transport:
+    with run_on_instance(app, job, instance, run_id) as (_, target, run, transport):
         result = stop_run(transport, target, run, grace)
     state = result["run"]["state"]
     if app.json:
@@ -238,9 +247,8 @@ def eval_(app: App, job, instance, run_id, gate):
     """Evaluate a run's adapter on the instance: TERSE vs VERBOSE token counts; exit 1 below the gate."""
     from ..evaluation import run_eval, show_eval
 
-    found_job, target, run = _pick_run(app, job, instance, run_id)
-    gate = gate or (found_job.eval_gate if found_job else 3.0)
-    with connected(target) as transport:
+    with run_on_instance(app, job, instance, run_id) as (found_job, target, run, transport):
+        gate = gate or (found_job.eval_gate if found_job else 3.0)
         report = run_eval(transport, target, run, gate)
     if app.json:
         emit_json({"ok": report.get("passed", False), "run_id": run["run_id"], "report": report})
@@ -264,13 +272,8 @@ def fetch_adapter(app: App, job, instance, run_id, dest, upload):
     """Pull a finished run's adapter, tokenizer, run.json, metrics and eval report; verify every file."""
     from ..fetch import fetch_adapter as fetch
 
-    found_job, target, run = _pick_run(app, job, instance, run_id)
-    if run["state"] != "finished":
-        raise CheckFailed(f"{target.name}: run {run['run_id']} is {run['state']}, not finished: "
-                          "its adapter is incomplete",
-                          hint="wait for it (`orch logs --follow`) or resume it (`orch train --resume`)")
-    job_name = run.get("job") or (found_job.name if found_job else "job")
-    with connected(target) as transport:
+    with run_on_instance(app, job, instance, run_id) as (found_job, target, run, transport):
+        job_name = run.get("job") or (found_job.name if found_job else "job")
         result = fetch(transport, target, run["run_dir"], Path(dest), job=job_name, run_id=run["run_id"],
                        progress=not app.json)
     doc = {"ok": True, **result.to_json()}
