@@ -1,0 +1,565 @@
+"""`orch preflight`: is this the right box, and is it ready? One SSH connection, one probe round trip.
+
+The probe (`remote_payload/probe.py`, stdlib only) is sent on stdin to the instance's system python3 and
+returns one JSON document; `evaluate()` compares it with the inventory's `expect:` and the job's needs
+and returns a list of `Check`s. A failed check names the instance, what was found, what was expected
+and the setting (inventory field or .env variable) to fix: the user's documents lost days to a generic
+`GPU_INSTANCE_IP` pointing at the wrong box, so "is it the right instance?" is asked whenever the
+evidence says it may not be.
+
+Units: GB are 10^9 bytes (as GPU and disk sizes are marketed: an A10G's 23028 MiB is 24.1 GB); nvidia-smi
+reports MiB.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .errors import InputError, OrchError
+
+GB = 1_000_000_000
+MIB = 1024 * 1024
+MIN_PYTHON = (3, 10)
+CHECKPOINT_HEADROOM = 10 * GB     # beside the weights: checkpoints (adapter + optimizer state), the adapter, logs
+PROBE_TIMEOUT_S = 60.0
+IMDS_TIMEOUT_S = 0.3
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str | None = None
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class PreflightReport:
+    instance: str
+    address: str
+    checks: list[Check] = field(default_factory=list)
+    probe: dict | None = None
+    error: str | None = None          # the connection or probe failure that stopped the checks
+    exit_code: int = 0                # 0 ok, 1 a check failed / unreachable, 2 bad input (e.g. missing key file)
+    seconds: float = 0.0
+    round_trips: int = 0
+    exception: OrchError | None = field(default=None, repr=False)   # what stopped it, for the CLI boundary
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and all(c.ok for c in self.checks)
+
+    @property
+    def failed(self) -> list[Check]:
+        return [c for c in self.checks if not c.ok]
+
+    def to_json(self) -> dict:
+        return {"instance": self.instance, "address": self.address, "ok": self.ok,
+                "checks": [c.to_json() for c in self.checks], "probe": self.probe, "error": self.error,
+                "seconds": round(self.seconds, 3), "round_trips": self.round_trips}
+
+
+# ---------------------------------------------------------------------- where settings came from
+
+def _origin(instance, name: str) -> str | None:
+    origin = instance.origin(name) if hasattr(instance, "origin") else "inventory"
+    return None if origin == "inventory" else origin
+
+
+def _setting(instance, name: str) -> str:
+    """The phrase that tells the user where to change a setting."""
+    return _origin(instance, name) or f"instances.{instance.name}.{name} in the inventory"
+
+
+def _expect_setting(instance, name: str) -> str:
+    origin = _origin(instance, f"expect.{name}")
+    if origin is None:
+        origins = getattr(instance.expect, "origins", None) or {}
+        origin = origins.get(name)
+    return origin or f"instances.{instance.name}.expect.{name} in the inventory"
+
+
+def _right_instance(instance) -> str:
+    """'host 203.0.113.10 comes from QWEN_GPU_INSTANCE_IP in .env; is it the right instance?'"""
+    if instance.transport == "local":
+        return "this is the local instance; is the inventory's expectation right?"
+    origin = _origin(instance, "host")
+    where = f"comes from {origin}" if origin else f"is set in instances.{instance.name}.host"
+    return f"host {instance.host} {where}; is it the right instance?"
+
+
+def _gb(n: float | None) -> str:
+    return "?" if n is None else f"{n / GB:.1f} GB"
+
+
+def human_bytes(n: float | None) -> str:
+    from .output import human_bytes as fmt
+
+    return fmt(n)
+
+
+def _num(x: float) -> str:
+    """22 -> '22', 0.5 -> '0.5', 1e6 -> '1000000' (never exponent notation in a message)."""
+    return str(int(x)) if float(x).is_integer() else f"{x:.3f}".rstrip("0")
+
+
+def _mib_gb(mib: int | None) -> str:
+    return "?" if mib is None else f"{mib} MiB ({mib * MIB / GB:.1f} GB)"
+
+
+# ---------------------------------------------------------------------- the probe
+
+def probe_script() -> bytes:
+    """remote_payload/probe.py, from the source tree or the installed package."""
+    here = Path(__file__).resolve().parent.parent / "remote_payload" / "probe.py"
+    if here.is_file():
+        return here.read_bytes()
+    from importlib.resources import files
+
+    return (files("remote_payload") / "probe.py").read_bytes()
+
+
+def weights_dir(instance, job) -> str | None:
+    """Where the job's weights land on the instance (weights.local_weights_path): models_dir/<prefix's last part>."""
+    if job is None or not getattr(job, "weights", None):
+        return None
+    from .weights import local_weights_path
+
+    try:
+        return local_weights_path(instance, job)
+    except InputError:
+        return None
+
+
+def probe_params(instance, job=None) -> dict:
+    params = {"paths": {"models_dir": instance.models_dir, "work_dir": instance.work_dir, "tmp": "/tmp"},
+              "work_dir": instance.work_dir, "imds_url": instance.imds_url or None,
+              "imds_timeout": IMDS_TIMEOUT_S}
+    wdir = weights_dir(instance, job)
+    if wdir:
+        params["sizes"] = {"weights": wdir}
+    return params
+
+
+def run_probe(transport, instance, job=None) -> dict:
+    """Run the probe in one round trip; the probe never crashes, so a failure here is about python3 itself."""
+    from .errors import RemoteError
+
+    # -I -S: no user site, no PYTHON* variables, no site-packages: stdlib only, and ~10 ms faster to start
+    argv = [instance.python or "python3", "-I", "-S", "-",
+            json.dumps(probe_params(instance, job), separators=(",", ":"))]
+    result = transport.run(argv, stdin=probe_script(), timeout=PROBE_TIMEOUT_S, check=False)
+    if result.exit_code == 127 or "not found" in result.err_text and not result.stdout:
+        raise _PythonMissing(f"{instance.name}: `{argv[0]}` is not installed on the instance (or not on PATH)")
+    try:
+        doc = json.loads(result.text)
+        if not isinstance(doc, dict):
+            raise ValueError("not an object")
+    except ValueError:
+        tail = (result.err_text.strip().splitlines() or ["(no output)"])[-3:]
+        raise RemoteError(f"{instance.name}: the probe did not answer with JSON (exit {result.exit_code}): "
+                          + " | ".join(tail),
+                          hint=f"`{argv[0]}` on the instance must be Python >= 3.6 to run the probe; "
+                               f"set instances.{instance.name}.python to another interpreter") from None
+    return doc
+
+
+class _PythonMissing(OrchError):
+    pass
+
+
+# ---------------------------------------------------------------------- the checks
+
+def evaluate(instance, probe: dict, job=None, weights_bytes: int | None = None) -> list[Check]:
+    """Compare what the probe found with what the inventory and the job need."""
+    checks: list[Check] = []
+    add = checks.append
+    e = instance.expect
+    name = instance.name
+
+    # identity: hostname, EC2 instance id and type
+    ec2 = probe.get("ec2") or {}
+    hostname = probe.get("hostname") or "?"
+    seen = f"hostname {hostname}"
+    if ec2.get("instance_id"):
+        seen += f", EC2 {ec2['instance_id']} ({ec2.get('instance_type') or '?'})"
+    problems, fixes = [], []
+    for label, want, got, key in (("instance id", e.instance_id, ec2.get("instance_id"), "instance_id"),
+                                  ("instance type", e.instance_type, ec2.get("instance_type"), "instance_type")):
+        if not want:
+            continue
+        if got is None:
+            problems.append(f"cannot read the EC2 {label} to compare with {want} "
+                            f"({ec2.get('error') or 'no answer from IMDS'})")
+            fixes.append(f"check that IMDSv2 answers on the instance (imds_url {instance.imds_url or 'off'}), "
+                         f"or drop {_expect_setting(instance, key)}")
+        elif got != want:
+            problems.append(f"{label} is {got}, expected {want}")
+            fixes.append(f"the expected {label} comes from {_expect_setting(instance, key)}")
+    if e.hostname and hostname.split(".")[0].lower() != e.hostname.split(".")[0].lower():
+        problems.append(f"hostname is {hostname}, expected {e.hostname}")
+        fixes.append(f"the expected hostname comes from {_expect_setting(instance, 'hostname')}")
+    if problems:
+        add(Check("identity", False, f"{name}: " + "; ".join(problems),
+                  f"{_right_instance(instance)} ({'; '.join(fixes)})"))
+    else:
+        pinned = [k for k in ("instance_id", "instance_type", "hostname") if getattr(e, k)]
+        add(Check("identity", True, seen + ("" if pinned else " (not pinned: set expect.instance_id to "
+                                                                 "catch a wrong box)")))
+
+    # python3 for the payload venv
+    version = (probe.get("python") or {}).get("version") or "?"
+    try:
+        parsed = tuple(int(x) for x in version.split(".")[:2])
+    except ValueError:
+        parsed = (0, 0)
+    need = ".".join(map(str, MIN_PYTHON))
+    if parsed >= MIN_PYTHON:
+        add(Check("python3", True, f"{instance.python} is Python {version}"))
+    else:
+        add(Check("python3", False, f"{name}: {instance.python} is Python {version}; the training venv needs >= {need}",
+                  f"install python{need} (or newer) on the instance, or set instances.{name}.python"))
+
+    checks += _gpu_checks(instance, probe, job)
+    checks += _disk_checks(instance, probe, job, weights_bytes)
+
+    # another orch run already holding the box
+    runs = probe.get("runs") or {}
+    active = runs.get("active") or []
+    if runs.get("error"):
+        add(Check("active runs", False, f"{name}: cannot list {runs.get('runs_dir')}: {runs['error']}",
+                  f"check the permissions of {instance.work_dir} (from {_setting(instance, 'work_dir')})"))
+    elif active:
+        desc = ", ".join(f"{r['run_id']} (pid {r['pid']}"
+                         + (f", heartbeat {r['heartbeat_age_s']:.0f} s ago)" if r.get("heartbeat_age_s") is not None
+                            else ")") for r in active)
+        add(Check("active runs", False, f"{name}: an orch run is still active: {desc}",
+                  f"wait for it (`orch status --instance {name}`) or stop it (`orch stop --instance {name}`)"))
+    else:
+        add(Check("active runs", True, "no orch run active"))
+    return checks
+
+
+def _matches(expected: str, gpu_name: str) -> bool:
+    """'A10G' matches 'NVIDIA A10G'; 'L4' does not match 'NVIDIA L40S'; 'H100' matches 'NVIDIA H100 80GB HBM3'."""
+    import re
+
+    def tokens(text: str) -> list[str]:
+        return [t for t in re.split(r"[\s\-_/]+", text.lower()) if t and t != "nvidia"]
+
+    want, have = tokens(expected), tokens(gpu_name)
+    return bool(want) and any(have[i:i + len(want)] == want for i in range(len(have) - len(want) + 1))
+
+
+def _gpu_checks(instance, probe: dict, job) -> list[Check]:
+    e = instance.expect
+    name = instance.name
+    smi = probe.get("nvidia_smi") or {}
+    gpus = probe.get("gpus") or []
+    procs = probe.get("gpu_processes") or []
+    checks: list[Check] = []
+    if not e.gpu:
+        found = ", ".join(g.get("name", "?") for g in gpus) or "none"
+        return [Check("GPU", True, f"no GPU required (found: {found})")]
+    status = smi.get("status")
+    if status == "missing":
+        checks.append(Check("nvidia-smi", False, f"{name}: nvidia-smi is not installed (no NVIDIA driver), "
+                                                 f"expected a {e.gpu}",
+                            f"{_right_instance(instance)} A GPU instance has the NVIDIA driver installed"))
+        return checks
+    if status != "ok":
+        checks.append(Check("nvidia-smi", False, f"{name}: nvidia-smi fails: {smi.get('error')}",
+                            "the NVIDIA driver is not working: reboot the instance, or reinstall the driver "
+                            "that matches its kernel"))
+        return checks
+    checks.append(Check("nvidia-smi", True, f"driver {smi.get('driver_version') or '?'}, "
+                                            f"CUDA {smi.get('cuda_version') or '?'}"))
+    names = ", ".join(f"{g.get('name')}" for g in gpus) or "none"
+    matching = [g for g in gpus if _matches(e.gpu, g.get("name") or "")]
+    if len(matching) < max(1, e.gpu_count):
+        found = f"GPU is {names}" if len(gpus) == 1 else f"GPUs are {names}" if gpus else "no GPU found"
+        want = e.gpu if e.gpu_count <= 1 else f"{e.gpu_count} x {e.gpu}"
+        checks.append(Check("GPU model", False, f"{name}: {found}, expected {want}",
+                            f"{_right_instance(instance)} (the expected model comes from "
+                            f"{_expect_setting(instance, 'gpu')})"))
+        return checks
+    checks.append(Check("GPU model", True, ", ".join(f"GPU {g.get('index')}: {g.get('name')}" for g in matching)))
+
+    want_mib = e.min_vram_gb * GB / MIB
+    big = [g for g in matching if (g.get("memory_total_mib") or 0) >= want_mib]
+    detail = ", ".join(f"GPU {g.get('index')}: {_mib_gb(g.get('memory_total_mib'))}" for g in matching)
+    if len(big) < max(1, e.gpu_count):
+        checks.append(Check("GPU memory", False, f"{name}: {detail}; need >= {_num(e.min_vram_gb)} GB",
+                            f"{_right_instance(instance)} (the minimum comes from "
+                            f"{_expect_setting(instance, 'min_vram_gb')})"))
+        return checks
+    checks.append(Check("GPU memory", True, f"{detail} >= {_num(e.min_vram_gb)} GB"))
+
+    # busy: another process holds memory on the GPU the job will use
+    target = getattr(job, "gpu", None) if job is not None else None
+    candidates = [g for g in big if target is None or g.get("index") == target] or big
+    busy_reasons = {}
+    for g in candidates:
+        holders = [p for p in procs if (p.get("gpu_uuid") == g.get("uuid") or p.get("gpu_index") == g.get("index"))
+                   and (p.get("used_mib") or 0) > e.max_gpu_used_mib]
+        used = g.get("memory_used_mib") or 0
+        if holders:
+            busy_reasons[g.get("index")] = "; ".join(
+                f"pid {p['pid']} ({p.get('name') or '?'}) holds {p.get('used_mib')} MiB" for p in holders)
+        elif used > e.max_gpu_used_mib:
+            busy_reasons[g.get("index")] = f"{used} MiB in use by processes not visible here"
+    idle = [g for g in candidates if g.get("index") not in busy_reasons]
+    if target is not None and target not in [g.get("index") for g in idle]:
+        reason = busy_reasons.get(target, f"GPU {target} is not among the matching GPUs")
+        checks.append(Check("GPU idle", False, f"{name}: GPU {target} is busy: {reason}",
+                            "another training would run out of GPU memory: stop that process (or wait for it), "
+                            f"then run preflight again; more than {e.max_gpu_used_mib} MiB in use counts as busy "
+                            f"({_expect_setting(instance, 'max_gpu_used_mib')})"))
+    elif target is None and len(idle) < max(1, e.gpu_count):
+        reason = "; ".join(f"GPU {i}: {r}" for i, r in busy_reasons.items())
+        checks.append(Check("GPU idle", False, f"{name}: GPU busy: {reason}",
+                            "another training would run out of GPU memory: stop that process (or wait for it), "
+                            f"then run preflight again; more than {e.max_gpu_used_mib} MiB in use counts as busy "
+                            f"({_expect_setting(instance, 'max_gpu_used_mib')})"))
+    else:
+        shown = idle if target is None else [g for g in idle if g.get("index") == target]
+        checks.append(Check("GPU idle", True, ", ".join(
+            f"GPU {g.get('index')}: {g.get('memory_used_mib')} MiB in use" for g in shown)))
+    return checks
+
+
+def _disk_checks(instance, probe: dict, job, weights_bytes: int | None) -> list[Check]:
+    e = instance.expect
+    name = instance.name
+    disks = probe.get("disk") or {}
+    checks: list[Check] = []
+
+    def measured(label: str) -> tuple[dict, str]:
+        d = disks.get(label) or {}
+        where = d.get("path") or label
+        if d.get("measured_at") and d.get("measured_at") != d.get("path"):
+            where += f" (not created yet; measured at {d['measured_at']})"
+        return d, where
+
+    # models dir: the weights, plus headroom
+    need = e.min_free_disk_gb * GB
+    why = f"expect.min_free_disk_gb {_num(e.min_free_disk_gb)}"
+    sizes = probe.get("sizes") or {}
+    present = (sizes.get("weights") or {}).get("bytes") or 0
+    if weights_bytes:
+        missing = max(0, int(weights_bytes) - present)
+        weights_need = missing + CHECKPOINT_HEADROOM
+        if weights_need > need:
+            need = weights_need
+            why = (f"the job's weights need {human_bytes(missing)} more"
+                   + (f" ({human_bytes(present)} of {human_bytes(weights_bytes)} already there)" if present else "")
+                   + f" + {_gb(CHECKPOINT_HEADROOM)} for checkpoints")
+    d, where = measured("models_dir")
+    if d.get("error") or d.get("free_bytes") is None:
+        checks.append(Check("disk: models dir", False, f"{name}: cannot measure {where}: {d.get('error')}",
+                            f"models_dir comes from {_setting(instance, 'models_dir')}"))
+    elif d["free_bytes"] < need:
+        checks.append(Check("disk: models dir", False,
+                            f"{name}: {_gb(d['free_bytes'])} free of {_gb(d['total_bytes'])} in {where}; "
+                            f"need {_gb(need)} ({why})",
+                            f"free space on the instance or grow its volume; {_right_instance(instance)} "
+                            f"(models_dir from {_setting(instance, 'models_dir')}, the minimum from "
+                            f"{_expect_setting(instance, 'min_free_disk_gb')})"))
+    else:
+        checks.append(Check("disk: models dir", True, f"{_gb(d['free_bytes'])} free of {_gb(d['total_bytes'])} "
+                                                      f"in {where}; need {_gb(need)} ({why})"))
+
+    d, where = measured("work_dir")
+    if d.get("error") or d.get("free_bytes") is None:
+        checks.append(Check("disk: work dir", False, f"{name}: cannot measure {where}: {d.get('error')}",
+                            f"work_dir comes from {_setting(instance, 'work_dir')}"))
+    else:
+        checks.append(Check("disk: work dir", True, f"{_gb(d['free_bytes'])} free of {_gb(d['total_bytes'])} in {where}"))
+
+    d, where = measured("tmp")
+    need_tmp = e.min_free_tmp_gb * GB
+    if d.get("error") or d.get("free_bytes") is None:
+        checks.append(Check("disk: /tmp", False, f"{name}: cannot measure /tmp: {d.get('error')}", None))
+    elif d["free_bytes"] < need_tmp:
+        checks.append(Check("disk: /tmp", False, f"{name}: only {_gb(d['free_bytes'])} free in /tmp; "
+                                                 f"need {_gb(need_tmp)}",
+                            f"clean /tmp on the instance (old downloads?); the minimum comes from "
+                            f"{_expect_setting(instance, 'min_free_tmp_gb')}"))
+    else:
+        checks.append(Check("disk: /tmp", True, f"{_gb(d['free_bytes'])} free; need {_gb(need_tmp)}"))
+    return checks
+
+
+# ---------------------------------------------------------------------- running it
+
+def _address(instance) -> str:
+    return "local" if instance.transport == "local" else f"{instance.user}@{instance.host}:{instance.port}"
+
+
+class _WeightsListing:
+    """The job's S3 listing (controller side, for the disk check), run beside the SSH connection and probe."""
+
+    def __init__(self, instance, job):
+        import threading
+
+        self.instance, self.job = instance, job
+        self.bytes: int | None = None
+        self.files = 0
+        self.error: OrchError | None = None
+        self._thread = threading.Thread(target=self._list, daemon=True)
+        self._thread.start()
+
+    def _list(self) -> None:
+        try:
+            from .weights import list_weights, s3_settings
+
+            endpoint, region = s3_settings(self.instance, self.job)
+            self.files, self.bytes = list_weights(self.job.weights, endpoint, region)
+        except OrchError as exc:
+            self.error = exc
+        except Exception as exc:  # noqa: BLE001 - reported as a check, never a crash
+            self.error = OrchError(f"listing {self.job.weights} failed: {type(exc).__name__}: {exc}")
+
+    def check(self, probe: dict | None) -> Check:
+        self._thread.join()
+        job = self.job
+        if self.error is None:
+            present = (((probe or {}).get("sizes") or {}).get("weights") or {}).get("bytes") or 0
+            there = f"; {human_bytes(present)} already in {weights_dir(self.instance, job)}" if present else ""
+            return Check("weights", True, f"{job.weights}: {human_bytes(self.bytes)} in {self.files} files{there}")
+        if isinstance(self.error, InputError) or getattr(job, "s3_credentials", "instance") == "forward":
+            return Check("weights", False, f"{self.instance.name}: {self.error.message}", self.error.hint)
+        # the instance downloads with its own role: the controller not seeing the bucket is no failure
+        return Check("weights", True, f"size of {job.weights} unknown from this machine ({self.error.message}); "
+                                      "the disk check uses expect.min_free_disk_gb only")
+
+
+def run_preflight(instance, job=None, weights_bytes: int | None = None, *, transport=None) -> PreflightReport:
+    """Check one instance. Never raises for a failure on the instance: it lands in the report.
+
+    With `transport` (already connected), it is used and left open; otherwise one connection is made
+    and closed. Round trips: exactly one (the probe). With a job and no `weights_bytes`, the job's
+    weights are listed on S3 from here, in parallel, so the disk check counts what is still to download.
+    """
+    started = time.monotonic()
+    report = PreflightReport(instance.name, _address(instance))
+    own = transport is None
+    listing = None
+    if job is not None and weights_bytes is None and getattr(job, "weights", None):
+        if instance.transport == "ssh":
+            from .transport.ssh import _paramiko
+
+            _paramiko()  # before the listing thread imports boto3 (see _paramiko)
+        listing = _WeightsListing(instance, job)
+    try:
+        if own:
+            transport = _connect(instance, report)
+            if transport is None:
+                return report
+        before = transport.commands_run
+        try:
+            probe = run_probe(transport, instance, job)
+        except _PythonMissing as exc:
+            report.checks.append(Check("python3", False, exc.message,
+                                       f"install python3 on the instance, or set instances.{instance.name}.python"))
+            return report
+        finally:
+            report.round_trips = transport.commands_run - before
+        report.probe = probe
+        if listing is not None:
+            weights_check = listing.check(probe)
+            weights_bytes = listing.bytes
+            report.checks += evaluate(instance, probe, job, weights_bytes)
+            report.checks.append(weights_check)
+        else:
+            report.checks += evaluate(instance, probe, job, weights_bytes)
+    except OrchError as exc:
+        report.error = str(exc)
+        report.exit_code = exc.exit_code
+        report.exception = exc
+    finally:
+        if own and transport is not None:
+            transport.close()
+        report.seconds = time.monotonic() - started
+        if not report.ok and report.exit_code == 0:
+            report.exit_code = 1
+    return report
+
+
+def _connect(instance, report: PreflightReport):
+    """Connect, recording reachability, host key and login as checks. None when a step failed."""
+    from .transport import connect
+
+    if instance.transport == "local":
+        report.checks.append(Check("reachable", True, "local instance (no SSH)"))
+        return connect(instance)
+    from . import hostkeys
+    from .transport.ssh import SshTransport
+
+    transport = SshTransport(instance)
+    try:
+        transport.connect()
+    except hostkeys.HostKeyError as exc:
+        report.checks.append(Check("reachable", True, f"{_address(instance)} answers SSH"))
+        report.checks.append(Check("host key", False, exc.message, exc.hint))
+        report.exit_code = exc.exit_code
+        return None
+    except InputError as exc:
+        stage = "host key" if getattr(transport, "stage", None) == "host key" else "login"
+        report.checks.append(Check(stage, False, exc.message, exc.hint))
+        report.error = str(exc)
+        report.exit_code = exc.exit_code
+        report.exception = exc
+        return None
+    except OrchError as exc:
+        stage = getattr(transport, "stage", None)
+        if stage == "login":
+            report.checks.append(Check("reachable", True, f"{_address(instance)} answers SSH"))
+            report.checks.append(Check("host key", True, _host_key_detail(transport)))
+            report.checks.append(Check("login", False, exc.message, exc.hint))
+        else:
+            report.checks.append(Check("reachable", False, exc.message, exc.hint))
+        report.exit_code = exc.exit_code
+        return None
+    report.checks.append(Check("reachable", True, f"{_address(instance)} (logged in)"))
+    report.checks.append(Check("host key", True, _host_key_detail(transport)))
+    return transport
+
+
+def _host_key_detail(transport) -> str:
+    from .hostkeys import describe_key
+
+    key = transport.server_key
+    known = transport.host_key
+    text = describe_key(key) if key is not None else "?"
+    return f"{text} matches {known.source}" if known is not None else text
+
+
+def run_many(targets: list[tuple], *, max_workers: int = 16) -> list[PreflightReport]:
+    """Preflight several (instance, job, weights_bytes) targets in parallel; one failure never hides another."""
+    if len(targets) == 1:
+        return [run_preflight(*targets[0])]
+    from concurrent.futures import ThreadPoolExecutor
+
+    if any(t[0].transport == "ssh" for t in targets):
+        from .transport.ssh import _paramiko
+
+        _paramiko()  # import once here, not racing in every thread
+    with ThreadPoolExecutor(max_workers=min(max_workers, len(targets))) as pool:
+        futures = [pool.submit(_safe, *t) for t in targets]
+        return [f.result() for f in futures]
+
+
+def _safe(instance, job=None, weights_bytes=None) -> PreflightReport:
+    try:
+        return run_preflight(instance, job, weights_bytes)
+    except Exception as exc:  # a bug for one host must not hide the others
+        report = PreflightReport(instance.name, _address(instance), error=f"internal error: "
+                                 f"{type(exc).__name__}: {exc}", exit_code=1)
+        return report
