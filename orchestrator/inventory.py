@@ -272,7 +272,7 @@ class _Reader:
             kind = _field_type(specs[name])
             at = f"defaults.{name}" if name in inherited else f"{where}.{name}"
             if kind is Expect:
-                values[name] = self.expect(raw, at)
+                values[name] = self.expect(raw, at, origins)
             elif kind is dict:
                 values[name] = self.mapping(raw, at)
             else:
@@ -281,8 +281,9 @@ class _Reader:
                     values[name] = converted  # an empty `imds_url:` switches IMDS off
         return values, origins
 
-    def expect(self, body: Any, where: str) -> Expect:
-        values, _ = self.build(Expect, self.mapping(body, where), where, {})
+    def expect(self, body: Any, where: str, origins: dict[str, str]) -> Expect:
+        values, used = self.build(Expect, self.mapping(body, where), where, {})
+        origins.update({f"expect.{name}": origin for name, origin in used.items()})
         return Expect(**values)
 
     def instance(self, name: str, body: Any, defaults: dict) -> Instance:

@@ -209,3 +209,11 @@ def test_bad_s3_uri_in_a_job_is_refused(project):
     run = project.orch("show", "demo")
     assert_clean_failure(run)
     assert "s3://bucket/prefix/" in run.stderr
+
+
+def test_expectations_remember_the_variable_they_came_from(project):
+    project.write("inventory.yaml", INVENTORY.replace("      gpu: A10G", "      gpu: A10G\n      instance_id: ${QWEN_ID}"))
+    project.write(".env", ENV + "QWEN_ID=i-0123456789abcdef0\n")
+    doc = project.orch("show", "qwen", "--json").json()
+    assert doc["instance"]["expect"]["instance_id"] == "i-0123456789abcdef0"
+    assert doc["origins"]["expect.instance_id"].startswith("QWEN_ID in ")

@@ -24,11 +24,11 @@ def connected(instance):
         transport.close()
 
 
-def _driver_version(app: App, job, instance, force: bool) -> str | None:
-    """Run preflight (refusing on failure unless --force) and return the driver version it read."""
-    from ..commands.preflight_cmd import preflight_report
+def _driver_version(transport, job, instance, force: bool) -> str | None:
+    """Run preflight over the open connection (refusing on failure unless --force); the driver it read."""
+    from ..preflight import run_preflight
 
-    report = preflight_report(app, job, instance)
+    report = run_preflight(instance, job, transport=transport)
     if not report.ok:
         failed = [c for c in report.checks if not c.ok]
         reasons = "; ".join(f"{c.name}: {c.detail}" for c in failed) or (report.error or "unreachable")
@@ -50,8 +50,8 @@ def deploy(app: App, job, instance, no_weights):
     from ..deploy import deploy as run_deploy
 
     found_job, target = app.inventory.resolve(job, instance)
-    driver = _driver_version(app, found_job, target, force=False)
     with connected(target) as transport:
+        driver = _driver_version(transport, found_job, target, force=False)
         result = run_deploy(transport, target, found_job, driver_version=driver, sync_weights=not no_weights,
                             progress=not app.json, say=say)
     if app.json:
@@ -77,8 +77,8 @@ def train(app: App, job, instance, follow, resume, extra_epochs, force):
     from ..runs import start_training
 
     found_job, target = app.inventory.resolve(job, instance)
-    driver = _driver_version(app, found_job, target, force)
     with connected(target) as transport:
+        driver = _driver_version(transport, found_job, target, force)
         deployed = run_deploy(transport, target, found_job, driver_version=driver, progress=not app.json, say=say)
         started = start_training(transport, target, found_job, deployed, resume=resume, extra_epochs=extra_epochs)
         say(f"run {started.run_id} {'resumed' if resume else 'started'} on {target.name} (pid {started.pid})",
