@@ -84,7 +84,7 @@ def main() -> int:
     STATE.mkdir(parents=True, exist_ok=True)
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": "demo", "AWS_SECRET_ACCESS_KEY": "demo-secret-key",
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "orch-demo-access-key", "AWS_SECRET_ACCESS_KEY": "orch-demo-secret-key",
            "AWS_DEFAULT_REGION": "us-east-1", "ORCH_DEMO_S3_ENDPOINT": endpoint,
            "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "PYTHONUNBUFFERED": "1"}
     for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "ORCH_INVENTORY", "ORCH_ENV_FILE"):

@@ -22,8 +22,11 @@ MASK = "****"
 _secrets: set[str] = set()
 
 
+MIN_SECRET_LENGTH = 8  # shorter values are ordinary words ("demo", "test"): masking them garbles output
+
+
 def register_secret(value: str | None) -> None:
-    if value and len(value) >= 4:
+    if value and len(value) >= MIN_SECRET_LENGTH:
         _secrets.add(value)
 
 
