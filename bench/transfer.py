@@ -138,7 +138,7 @@ def bench_deploy(server: SshServer, say) -> dict:
 
     instance = instance_for(server, "bench-deploy")
     job = Job(name="demo", instance=instance.name, recipe="tiny-verbosity",
-              dataset=str(ROOT / "datasets" / "verbosity_demo.jsonl"), weights="s3://orch-demo/tiny-qwen3/")
+              dataset=str(ROOT / "training_data" / "verbosity_demo.jsonl"), weights="s3://orch-demo/tiny-qwen3/")
     venv = Path(RemoteLayout(instance.work_dir).venv(build_bundle(job).requirements_hash))
     venv.mkdir(parents=True)
     (venv / ".complete").touch()

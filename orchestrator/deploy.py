@@ -15,9 +15,10 @@ from .errors import CheckFailed, RemoteError
 from .inventory import Instance, Job
 from .transport.base import Transport
 
-# CUDA builds of torch 2.13 and the oldest Linux driver each needs (CUDA's minimum driver table;
-# 12.x builds run on >= 525 through minor-version compatibility, 13.x needs >= 580).
-TORCH_CUDA_BUILDS = [(580, "cu130"), (570, "cu128"), (525, "cu126")]
+# The CUDA builds PyTorch publishes for torch 2.13 (stable: cu126, cu130) and the oldest Linux driver each
+# needs: CUDA 13.x needs >= 580; 12.x runs on >= 525 through minor-version compatibility. A 570 driver
+# (the user's g5 boxes) therefore gets cu126.
+TORCH_CUDA_BUILDS = [(580, "cu130"), (525, "cu126")]
 TORCH_INDEX = "https://download.pytorch.org/whl/{build}"
 
 

@@ -105,7 +105,7 @@ def test_a_venv_is_built_once_per_requirements_hash_and_then_reused(tmp_path, ta
 
 
 def test_the_torch_build_follows_the_driver_version():
-    assert torch_build_for_driver("570.133.20") == "cu128"
+    assert torch_build_for_driver("570.133.20") == "cu126"
     assert torch_build_for_driver("535.183.01") == "cu126"
     assert torch_build_for_driver("580.65.06") == "cu130"
     assert torch_build_for_driver(None) is None

@@ -21,7 +21,7 @@ from tests.fixtures.sshd import write_inventory
 
 pytestmark = pytest.mark.timeout(900)
 
-DATASET = ROOT / "datasets" / "verbosity_demo.jsonl"
+DATASET = ROOT / "training_data" / "verbosity_demo.jsonl"
 
 
 @pytest.fixture(scope="module")

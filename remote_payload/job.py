@@ -1,0 +1,59 @@
+"""`job.json`: {"job": name, "recipe": recipe-name, "overrides": {...}, "dataset": path relative to job.json}."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import JobError
+from .recipes import Recipe, load_recipe
+
+JOB_KEYS = {"job", "recipe", "overrides", "dataset"}
+
+
+@dataclass(frozen=True)
+class Job:
+    path: Path
+    name: str
+    recipe_name: str
+    dataset: Path
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    def recipe(self) -> Recipe:
+        return load_recipe(self.recipe_name, self.overrides)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"job": self.name, "recipe": self.recipe_name, "overrides": self.overrides,
+                "dataset": str(self.dataset), "job_file": str(self.path)}
+
+
+def _require_str(doc: dict, key: str, path: Path) -> str:
+    value = doc.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise JobError(f'{path}: "{key}" must be a non-empty string (got {value!r})')
+    return value
+
+
+def read_job(path: str | Path) -> Job:
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise JobError(f"cannot read job file {path}: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise JobError(f"{path}: bad JSON at line {exc.lineno}: {exc.msg}") from None
+    if not isinstance(doc, dict):
+        raise JobError(f"{path}: expected a JSON object")
+    unknown = sorted(set(doc) - JOB_KEYS)
+    if unknown:
+        raise JobError(f"{path}: unknown key {unknown[0]!r}", hint=f"job.json keys: {', '.join(sorted(JOB_KEYS))}")
+    overrides = doc.get("overrides") or {}
+    if not isinstance(overrides, dict):
+        raise JobError(f'{path}: "overrides" must be an object of recipe fields')
+    dataset_rel = _require_str(doc, "dataset", path)
+    if Path(dataset_rel).is_absolute():
+        raise JobError(f'{path}: "dataset" must be relative to the job file\'s folder (got {dataset_rel})')
+    return Job(path=path, name=_require_str(doc, "job", path), recipe_name=_require_str(doc, "recipe", path),
+               dataset=(path.parent / dataset_rel), overrides=overrides)
