@@ -25,7 +25,7 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-STATE = ROOT / ".orch" / "demo"
+STATE = Path(os.environ.get("ORCH_DEMO_DIR") or ROOT / ".orch" / "demo")
 BUCKET, PREFIX = "orch-demo", "tiny-qwen3/"
 BIN = Path(sys.executable).parent
 
