@@ -181,18 +181,6 @@ def test_a_process_wait_with_a_timeout_raises_timeout_expired_like_the_local_tra
     proc.kill()
 
 
-def test_the_fast_paramiko_import_reports_the_right_version_and_leaves_invoke_and_metadata_importable():
-    code = ("import sys; from orchestrator.transport.ssh import _paramiko; p = _paramiko(); "
-            "assert 'invoke' not in sys.modules and 'importlib.metadata' not in sys.modules; "
-            "import importlib.metadata as m, invoke, fabric; assert m.version('paramiko') == p.__version__; "
-            "print(p.__version__)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    from importlib.metadata import version
-
-    assert out.stdout.strip() == version("paramiko")
-
-
 def test_connect_gives_a_local_transport_for_local_instances(tmp_path):
     local = Instance(name="local", transport="local", work_dir=str(tmp_path / "w"), models_dir=str(tmp_path / "m"))
     t = connect(local)

@@ -39,61 +39,13 @@ PREFERRED_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "aes128
 
 
 def _paramiko():
-    """Import paramiko, ~80 ms faster: this is on the start-up path of every command that uses SSH.
+    """Import paramiko on first use (it is on the start-up path of every SSH command, so not at import).
 
-    * paramiko.config imports `invoke` (which pulls in asyncio and unittest.mock) for `Match exec` in
-      ssh_config files, which orch never reads: `invoke` is made unimportable for the duration.
-    * paramiko/__init__ reads its own version with importlib.metadata (~35 ms to import, then a scan of
-      sys.path): a one-function stand-in answers from the package's .dist-info folder name instead.
-    Both stand-ins are removed right after, so anything else (fabric, boto3) imports the real modules.
-    Call it from the main thread before starting threads that might import those modules.
+    Call it from the main thread before starting threads that import boto3, so the two imports never race.
     """
-    import sys
+    import paramiko
 
-    module = sys.modules.get("paramiko")
-    if module is not None:
-        return module
-    saved = {name: sys.modules[name] for name in ("invoke", "importlib.metadata") if name in sys.modules}
-    if "invoke" not in saved:
-        sys.modules["invoke"] = None  # `import invoke` raises ImportError, which paramiko tolerates
-    stub = None
-    if "importlib.metadata" not in saved:
-        import types
-
-        stub = types.ModuleType("importlib.metadata")
-        stub.version = _dist_version
-        sys.modules["importlib.metadata"] = stub
-    try:
-        import paramiko
-    finally:
-        for name in ("invoke", "importlib.metadata"):
-            if name not in saved and sys.modules.get(name, 0) in (None, stub):
-                del sys.modules[name]
-        import importlib
-
-        if stub is not None and getattr(importlib, "metadata", None) is stub:
-            del importlib.metadata
     return paramiko
-
-
-def _dist_version(name: str) -> str:
-    """What importlib.metadata.version(name) answers, from the `name-X.Y.Z.dist-info` folder beside it."""
-    import importlib.util
-
-    spec = importlib.util.find_spec(name)
-    if spec is not None and spec.origin:
-        site = os.path.dirname(os.path.dirname(spec.origin))
-        prefix = name.replace("-", "_").lower() + "-"
-        for entry in os.listdir(site):
-            if entry.lower().startswith(prefix) and entry.endswith(".dist-info"):
-                return entry[len(prefix):-len(".dist-info")]
-    import sys
-
-    sys.modules.pop("importlib.metadata", None)   # unusual layout: ask the real module
-    from importlib.metadata import version
-
-    return version(name)
-
 
 def _connect_timeout(instance, timeout: float | None) -> float:
     if timeout is not None:
