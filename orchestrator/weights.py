@@ -1,0 +1,362 @@
+"""`orch sync-weights`: the job's `s3://` weights onto the instance, fetched by the instance itself.
+
+The controller never moves weight bytes. It runs `remote_payload/s3sync.py` on the instance (one command
+through the transport), reads its JSON progress lines and shows a progress bar (bytes, rate, files) on
+stderr, and returns the sync's summary. Downstream code only ever sees the local path
+(`local_weights_path`): `models_dir/<last part of the S3 prefix>`, never `s3://` and never /tmp.
+
+Also here, for preflight: `list_weights(uri, endpoint, region)` lists the prefix from the controller
+(files, bytes), so the disk check knows how much room the weights need.
+
+Credentials: by default the instance uses its own role or profile. With `s3_credentials: forward` on the
+job, the controller's boto3 credentials are written to that one remote command's stdin (never its
+command line or environment, never the instance's disk, never printed). The endpoint is the job's
+`s3_endpoint`, else the instance's, else `AWS_ENDPOINT_URL_S3` / `AWS_ENDPOINT_URL` on the controller.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import CheckFailed, InputError, OrchError, RemoteError
+
+PAYLOAD_DIR = Path(__file__).resolve().parent.parent / "remote_payload"
+S3SYNC_MODULE = "remote_payload.s3sync"
+BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
+
+
+# ------------------------------------------------------------------------------------------ naming
+
+def parse_s3_uri(uri: str) -> tuple[str, str]:
+    """`s3://bucket/a/b` -> ("bucket", "a/b/"): the prefix is a folder, so it always ends with '/'."""
+    if not isinstance(uri, str) or not uri.startswith("s3://"):
+        raise InputError(f"weights must be an s3://bucket/prefix/ URI, got {uri!r}")
+    bucket, _, prefix = uri[5:].partition("/")
+    if not BUCKET_RE.match(bucket):
+        raise InputError(f"{uri!r}: {bucket!r} is not a valid S3 bucket name")
+    prefix = prefix.lstrip("/")
+    return bucket, (prefix if not prefix or prefix.endswith("/") else prefix + "/")
+
+
+def weights_name(uri: str) -> str:
+    """The folder name the weights get on the instance: the prefix's last part (or the bucket)."""
+    bucket, prefix = parse_s3_uri(uri)
+    name = prefix.rstrip("/").rsplit("/", 1)[-1] or bucket
+    if name in (".", "..") or "\x00" in name:
+        raise InputError(f"{uri!r}: cannot name a local folder after {name!r}")
+    return name
+
+
+def local_weights_path(instance, job) -> str:
+    """Where the job's weights live on the instance (what the payload's --model-dir gets)."""
+    return posixpath.join(instance.models_dir.rstrip("/") or "/", weights_name(job.weights))
+
+
+def s3_settings(instance, job) -> tuple[str | None, str | None]:
+    """(endpoint, region) for the job: the job, then the instance, then the controller's environment."""
+    endpoint = (getattr(job, "s3_endpoint", None) or getattr(instance, "s3_endpoint", None)
+                or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None)
+    region = (getattr(job, "s3_region", None) or os.environ.get("AWS_REGION")
+              or os.environ.get("AWS_DEFAULT_REGION") or None)
+    return endpoint, region
+
+
+# ------------------------------------------------------------------------- controller-side listing
+
+def _client(endpoint: str | None, region: str | None):
+    import boto3
+    from botocore.config import Config
+
+    config = Config(region_name=region or "us-east-1", connect_timeout=5, read_timeout=30,
+                    retries={"mode": "standard", "max_attempts": 3},
+                    s3={"addressing_style": "path"} if endpoint else {})
+    return boto3.session.Session().client("s3", endpoint_url=endpoint or None, config=config)
+
+
+def list_weights(uri: str, endpoint: str | None = None, region: str | None = None) -> tuple[int, int]:
+    """(files, total bytes) under the job's prefix, listed with the controller's credentials.
+
+    Raises InputError (bucket missing, empty prefix) or CheckFailed (access denied, no credentials,
+    endpoint unreachable), each naming the URI and what to check."""
+    bucket, prefix = parse_s3_uri(uri)
+    files = total = 0
+    try:
+        client = _client(endpoint, region)
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for item in page.get("Contents", ()):
+                if item["Key"].endswith("/"):
+                    continue
+                files += 1
+                total += int(item["Size"])
+    except Exception as exc:  # noqa: BLE001 - turned into one clear error
+        raise _listing_error(exc, uri, endpoint) from None
+    if not files:
+        raise InputError(f"no objects under {uri}: the prefix does not exist or is empty",
+                         hint="check the job's `weights` URI")
+    return files, total
+
+
+def weights_size(instance, job) -> int:
+    """Total bytes of the job's weights (for preflight's disk check)."""
+    endpoint, region = s3_settings(instance, job)
+    return list_weights(job.weights, endpoint, region)[1]
+
+
+def _listing_error(exc: Exception, uri: str, endpoint: str | None) -> OrchError:
+    from botocore.exceptions import ClientError, NoCredentialsError, PartialCredentialsError
+    from botocore.exceptions import ConnectionError as BotoConnectionError
+
+    where = endpoint or "AWS S3"
+    if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
+        return CheckFailed(f"no AWS credentials on this machine to list {uri}",
+                           hint="configure a profile or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY here")
+    if isinstance(exc, BotoConnectionError):
+        return CheckFailed(f"cannot reach the S3 endpoint {where} to list {uri}: {exc}",
+                           hint="check s3_endpoint / AWS_ENDPOINT_URL and the network")
+    if isinstance(exc, ClientError):
+        err = exc.response.get("Error", {})
+        code = str(err.get("Code") or "")
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if code == "NoSuchBucket":
+            return InputError(f"bucket of {uri} does not exist ({where})", hint="check the job's `weights` URI")
+        if status == 403 or code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken"):
+            return CheckFailed(f"access denied listing {uri} ({code or status})",
+                               hint="these credentials need s3:ListBucket on the bucket")
+        return CheckFailed(f"listing {uri} failed: {code or status}: {err.get('Message') or ''}".rstrip(": "))
+    return CheckFailed(f"listing {uri} failed: {type(exc).__name__}: {exc}")
+
+
+def controller_credentials(region: str | None = None) -> dict[str, str]:
+    """The controller's boto3 credentials (env, profile, SSO, ...), for `s3_credentials: forward`."""
+    import boto3
+
+    from .settings import register_secret
+
+    creds = boto3.session.Session(region_name=region).get_credentials()
+    if creds is None:
+        raise CheckFailed("the job forwards the controller's AWS credentials (s3_credentials: forward), "
+                          "but this machine has none",
+                          hint="configure a profile or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY here, or set "
+                               "`s3_credentials: instance` to use the instance's own role")
+    frozen = creds.get_frozen_credentials()
+    doc = {"aws_access_key_id": frozen.access_key, "aws_secret_access_key": frozen.secret_key}
+    if frozen.token:
+        doc["aws_session_token"] = frozen.token
+    for value in doc.values():
+        register_secret(value)
+    return doc
+
+
+# ------------------------------------------------------------------------------- the remote command
+
+def s3sync_source() -> str:
+    """remote_payload/s3sync.py (self-contained), from the source tree or the installed package."""
+    here = PAYLOAD_DIR / "s3sync.py"
+    if here.is_file():
+        return here.read_text()
+    from importlib.resources import files
+
+    return (files("remote_payload") / "s3sync.py").read_text()
+
+
+def s3sync_args(instance, job, *, dest: str | None = None, forward: bool = False, dry_run: bool = False,
+                extra: list[str] | tuple[str, ...] = ()) -> list[str]:
+    endpoint, region = s3_settings(instance, job)
+    args = ["--source", job.weights, "--dest", dest or local_weights_path(instance, job), "--progress-json"]
+    if endpoint:
+        args += ["--endpoint", endpoint]
+    if region:
+        args += ["--region", region]
+    if forward:
+        args.append("--creds-stdin")
+    if dry_run:
+        args.append("--dry-run")
+    return args + list(extra)
+
+
+def remote_argv(instance, args: list[str], *, python: str | None, cwd: str | None) -> tuple[list[str], str | None]:
+    """The command that runs s3sync on the instance, and the folder to run it in.
+
+    From a deployed bundle (`cwd` = bundle dir, `python` = its venv): `python -m remote_payload.s3sync`.
+    Standalone (`orch sync-weights` before any deploy): run by the instance's payload env when it exists
+    (python_env, or the venv deploy builds), else its python; over SSH the module's source travels in
+    the command (`-c`), on a local instance it is imported from this checkout."""
+    if cwd is not None:
+        return [python or _fallback_python(instance), "-m", S3SYNC_MODULE, *args], cwd
+    local = getattr(instance, "transport", "ssh") == "local"
+    code, workdir = (["-m", S3SYNC_MODULE], str(PAYLOAD_DIR.parent)) if local else (["-c", s3sync_source()], None)
+    if python is not None:
+        return [python, *code, *args], workdir
+    candidates = []
+    if getattr(instance, "python_env", None):
+        candidates.append(posixpath.join(instance.python_env, "bin", "python"))
+    try:
+        from .bundle import requirements_hash
+
+        candidates.append(posixpath.join(instance.work_dir, "venvs", requirements_hash(), "bin", "python"))
+    except (ImportError, OSError):
+        pass
+    script = 'for p in "$1" "$2"; do if [ -x "$p" ]; then py="$p"; break; fi; done; shift 2; exec "${py:-$ORCH_PY}" "$@"'
+    padded = (candidates + ["", ""])[:2]
+    return ["env", f"ORCH_PY={_fallback_python(instance)}", "sh", "-c", script, "sh", *padded, *code, *args], workdir
+
+
+def _fallback_python(instance) -> str:
+    python = getattr(instance, "python", None) or "python3"
+    if getattr(instance, "transport", "ssh") == "local" and python == "python3":
+        return sys.executable          # this machine: the interpreter orch runs in has boto3
+    return python
+
+
+# --------------------------------------------------------------------------------------- the sync
+
+@dataclass
+class _Progress:
+    """A rich progress bar on stderr (bytes, rate, files), or plain lines when stderr is not a terminal."""
+
+    enabled: bool
+    say: Callable[[str], None]
+
+    def __post_init__(self):
+        self.bar = None
+        self.task = None
+        self.files_total = 0
+
+    def start(self, ev: dict) -> None:
+        self.files_total = ev["files"]
+        already = ev.get("present_files", 0)
+        self.say(f"weights {ev['source']} -> {ev['dest']}: {ev['files']} files, {_mb(ev['bytes'])}; "
+                 f"{ev['download_files']} to download ({_mb(ev['download_bytes'])})"
+                 + (f", {already} already there" if already else ""))
+        if not self.enabled or not ev["download_files"]:
+            return
+        from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
+                                   TransferSpeedColumn)
+
+        from .output import console
+
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                            TransferSpeedColumn(), TextColumn("{task.fields[files]}"), TimeRemainingColumn(),
+                            console=console(), transient=False)
+        self.bar.start()
+        self.task = self.bar.add_task("weights", total=ev["bytes"], completed=ev["bytes"] - ev["download_bytes"],
+                                      files=f"{already}/{self.files_total} files")
+
+    def update(self, ev: dict) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, completed=ev["bytes_done"],
+                            files=f"{ev['files_done']}/{ev['files_total']} files")
+
+    def file(self, ev: dict) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, files=f"{ev['files_done']}/{ev['files_total']} files")
+
+    def note(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.console.print(text, markup=False, highlight=False)
+        else:
+            self.say(text)
+
+    def stop(self, done: dict | None) -> None:
+        if self.bar is not None:
+            if done:
+                self.bar.update(self.task, completed=done["bytes"],
+                                files=f"{done['files']}/{done['files']} files")
+            self.bar.stop()
+            self.bar = None
+
+
+def _mb(n: float) -> str:
+    from .output import human_bytes
+
+    return human_bytes(n)
+
+
+def sync_weights(transport, instance, job, *, python: str | None = None, cwd: str | None = None,
+                 progress: bool = True, dry_run: bool = False, dest: str | None = None,
+                 extra_args: list[str] | tuple[str, ...] = (), say: Callable[[str], None] | None = None
+                 ) -> dict[str, Any]:
+    """Run s3sync on the instance and return its summary (the `done` event).
+
+    `python`/`cwd`: the payload venv's interpreter and the bundle dir (deploy passes both); without them
+    the module's source is sent with the command. Raises InputError (exit 2) for bad input reported by the
+    instance (bucket, prefix, destination), CheckFailed/RemoteError (exit 1) otherwise."""
+    from .output import console
+    from .output import say as default_say
+
+    say = say or default_say
+    forward = getattr(job, "s3_credentials", "instance") == "forward"
+    creds = controller_credentials(s3_settings(instance, job)[1]) if forward else None
+    args = s3sync_args(instance, job, dest=dest, forward=forward, dry_run=dry_run, extra=extra_args)
+    argv, workdir = remote_argv(instance, args, python=python, cwd=cwd)
+    bar = _Progress(enabled=progress and console().is_terminal, say=say if progress else (lambda _m: None))
+    proc = transport.open(argv, cwd=workdir)
+    done: dict | None = None
+    error: dict | None = None
+    try:
+        if creds is not None:
+            proc.write((json.dumps(creds) + "\n").encode())
+        proc.close_stdin()
+        while True:
+            line = proc.readline()
+            if not line:
+                break
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(ev, dict):
+                continue
+            kind = ev.pop("event", None)
+            if kind == "start":
+                bar.start(ev)
+            elif kind == "progress":
+                bar.update(ev)
+            elif kind == "file":
+                bar.file(ev)
+            elif kind == "repaired":
+                bar.note(f"  repaired {ev['path']}: it was stored gzip-compressed"
+                         + (" (Content-Encoding: gzip)" if ev.get("content_encoding") else "")
+                         + f", {ev['stored_bytes']} -> {ev['bytes']} bytes")
+            elif kind == "warning":
+                bar.note(f"  warning: {ev['message']}")
+            elif kind == "verify":
+                bar.note(f"  checking {ev['path']} against its ETag (already on disk, not yet verified)")
+            elif kind == "done":
+                done = ev
+            elif kind == "error":
+                error = ev
+        code = proc.wait(60)
+    except BaseException:
+        proc.kill()     # Ctrl-C: the instance stops too; what it fetched is kept and resumed next time
+        bar.stop(None)
+        raise
+    bar.stop(done)
+    if code == 0 and done is not None:
+        done.pop("event", None)
+        return done
+    raise _remote_failure(instance, code, error, proc.stderr_text())
+
+
+def _remote_failure(instance, code: int, error: dict | None, stderr: str) -> OrchError:
+    name = instance.name
+    if error:
+        message, hint = f"{name}: weights sync failed: {error['message']}", error.get("hint")
+        if error.get("exit_code") == 2 or code == 2:
+            return InputError(message, hint)
+        if error.get("kind") in ("unreachable", "network", "interrupted"):
+            return RemoteError(message, hint)
+        return CheckFailed(message, hint)
+    tail = "\n    ".join(stderr.strip().splitlines()[-6:]) or "(no output on stderr)"
+    if "No module named" in stderr or code == 127:
+        return RemoteError(f"{name}: cannot run the weights sync there (exit {code}):\n    {tail}",
+                           hint="it needs Python 3 with boto3: run `orch deploy` (it builds the payload venv), "
+                                f"or set instances.{name}.python_env to an env that has boto3")
+    return RemoteError(f"{name}: the weights sync exited with {code}:\n    {tail}")
