@@ -1,6 +1,4 @@
-"""Registers the fixtures of the real servers the tests use (an sshd and an S3 server on loopback)."""
+"""Registers the shared fixtures: the real servers the tests use (an sshd and an S3 server on 127.0.0.1)
+and the payload's tiny model and trained run."""
 
-from pathlib import Path
-
-pytest_plugins = [p for p in ("tests.fixtures.sshd", "tests.fixtures.s3server")
-                  if (Path(__file__).parent / (p.replace(".", "/") + ".py")).exists()]
+pytest_plugins = ["tests.fixtures.sshd", "tests.fixtures.s3server", "tests.conftest_payload"]

@@ -14,7 +14,6 @@ from remote_payload.dataset import load_dataset, parse_record
 from remote_payload.errors import DatasetError
 from tests.conftest_payload import DEMO_DATASET, ROOT, call_main, make_bundle
 
-pytest_plugins = ["tests.conftest_payload"]
 pytestmark = pytest.mark.timeout(60)
 
 

@@ -14,7 +14,6 @@ from remote_payload.prompting import render_completion, render_prompt  # noqa: E
 from remote_payload.recipes import load_recipe  # noqa: E402
 from tests.conftest_payload import DEMO_DATASET  # noqa: E402
 
-pytest_plugins = ["tests.conftest_payload"]
 pytestmark = pytest.mark.timeout(60)
 
 NON_THINKING = {"enable_thinking": False}

@@ -11,7 +11,6 @@ pytest.register_assert_rewrite("tests.conftest_payload")
 from remote_payload.features import length_stats  # noqa: E402
 from tests.conftest_payload import DEMO_DATASET, call_main, make_bundle  # noqa: E402
 
-pytest_plugins = ["tests.conftest_payload"]
 pytestmark = pytest.mark.timeout(60)
 
 

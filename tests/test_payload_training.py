@@ -19,7 +19,6 @@ from remote_payload.recipes import load_recipe  # noqa: E402
 from tests.conftest_payload import (DEMO_DATASET, call_main, isolated_process_state, make_bundle,  # noqa: E402
                                     read_jsonl, run_payload, start_payload)
 
-pytest_plugins = ["tests.conftest_payload"]
 pytestmark = [
     pytest.mark.timeout(300),
     # third-party deprecations raised inside torch/transformers/peft, nothing the payload can act on
