@@ -152,18 +152,11 @@ def test_instance_alone_picks_its_only_job(project):
 
 
 def test_instance_with_several_jobs_is_ambiguous_for_commands_that_need_one(project):
-    from orchestrator.errors import InputError
-    from orchestrator.inventory import load_inventory
-
     project.write("inventory.yaml", INVENTORY)
     project.write(".env", ENV)
-    inv = load_inventory(project.root / "inventory.yaml")
-    try:
-        inv.resolve(None, "qwen-g5")
-    except InputError as exc:
-        assert "several jobs (qwen, qwen-b)" in exc.message
-    else:
-        raise AssertionError("an ambiguous --instance was accepted")
+    run = project.orch("deploy", "--instance", "qwen-g5")
+    assert_clean_failure(run)
+    assert "instance qwen-g5 has several jobs (qwen, qwen-b); which one?" in run.stderr
 
 
 def test_relative_paths_resolve_beside_the_inventory(project):
