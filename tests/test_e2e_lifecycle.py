@@ -142,6 +142,8 @@ def test_preflight_deploy_train_fetch_and_eval_work_end_to_end_over_ssh(lifecycl
     assert evaluated.code == 0, evaluated.stderr[-2000:]
     report = evaluated.json()["report"]
     assert report["ratio"] >= 3.0 and report["passed"]
+    strict = lifecycle.orch("eval", "tiny", "--gate", "1000", "--json")  # a gate no adapter can pass
+    assert strict.code == 1 and strict.json()["ok"] is False and strict.json()["report"]["gate"] == 1000
 
     # the fetched adapter loads on a fresh base and generates
     from remote_payload.modeling import load_for_inference
