@@ -24,8 +24,8 @@ def connected(instance):
         transport.close()
 
 
-def _driver_version(transport, job, instance, force: bool) -> str | None:
-    """Run preflight over the open connection (refusing on failure unless --force); the driver it read."""
+def _preflight_gate(transport, job, instance, force: bool) -> str | None:
+    """Preflight over the open connection: refuse on failure unless --force; return the NVIDIA driver version."""
     from ..preflight import run_preflight
 
     report = run_preflight(instance, job, transport=transport)
@@ -51,7 +51,7 @@ def deploy(app: App, job, instance, no_weights):
 
     found_job, target = app.inventory.resolve(job, instance)
     with connected(target) as transport:
-        driver = _driver_version(transport, found_job, target, force=False)
+        driver = _preflight_gate(transport, found_job, target, force=False)
         result = run_deploy(transport, target, found_job, driver_version=driver, sync_weights=not no_weights,
                             progress=not app.json, say=say)
     if app.json:
@@ -78,7 +78,7 @@ def train(app: App, job, instance, follow, resume, extra_epochs, force):
 
     found_job, target = app.inventory.resolve(job, instance)
     with connected(target) as transport:
-        driver = _driver_version(transport, found_job, target, force)
+        driver = _preflight_gate(transport, found_job, target, force)
         deployed = run_deploy(transport, target, found_job, driver_version=driver, progress=not app.json, say=say)
         started = start_training(transport, target, found_job, deployed, resume=resume, extra_epochs=extra_epochs)
         say(f"run {started.run_id} {'resumed' if resume else 'started'} on {target.name} (pid {started.pid})",
