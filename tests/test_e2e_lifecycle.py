@@ -216,6 +216,13 @@ def test_a_second_training_on_a_busy_gpu_is_refused_and_stop_releases_the_lock(l
     assert run_id in second.stderr and "busy" in second.stderr
     assert "Traceback" not in second.stderr
 
+    follower = lifecycle.popen("logs", "--run", run_id, "--instance", "gpubox", "--follow")
+    time.sleep(3)
+    follower.send_signal(signal.SIGINT)  # Ctrl-C stops following, never the run
+    _, err = follower.communicate(timeout=30)
+    assert follower.returncode == 130 and f"run {run_id} goes on" in err
+    assert lifecycle.state(run_id)["state"] == "running"
+
     stopped = lifecycle.orch("stop", "--run", run_id, "--instance", "gpubox", "--grace", "10", "--json")
     assert stopped.code == 0, stopped.stderr
     assert stopped.json()["run"]["state"] == "stopped"
