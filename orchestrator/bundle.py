@@ -36,11 +36,32 @@ def requirements_hash(payload_dir: Path = PAYLOAD_DIR) -> str:
     return hashlib.sha256((payload_dir / "requirements.txt").read_bytes()).hexdigest()[:16]
 
 
-def build_bundle(job: Job, payload_dir: Path = PAYLOAD_DIR) -> Bundle:
+def check_job_inputs(job: Job) -> None:
+    """Refuse a wrong recipe, override or dataset line here, before the instance downloads 28 GB.
+
+    The payload's own checks run (they are stdlib-only), so the controller and the instance agree."""
+    from remote_payload.dataset import load_dataset
+    from remote_payload.errors import PayloadError
+    from remote_payload.recipes import load_recipe
+
     dataset = Path(job.dataset)
     if not dataset.is_file():
         raise InputError(f"job {job.name}: dataset {dataset} not found",
                          hint=f"fix jobs.{job.name}.dataset in the inventory (or the variable it uses)")
+    try:
+        load_recipe(job.recipe, job.overrides)
+        load_dataset(dataset)
+    except PayloadError as exc:
+        problems = getattr(exc, "problems", None) or []
+        detail = "".join(f"\n    {p}" for p in problems[:20])
+        more = f"\n    ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+        raise InputError(f"job {job.name}: {exc.message}{detail}{more}",
+                         hint=exc.hint or f"fix jobs.{job.name} in the inventory or the file it names") from None
+
+
+def build_bundle(job: Job, payload_dir: Path = PAYLOAD_DIR) -> Bundle:
+    check_job_inputs(job)
+    dataset = Path(job.dataset)
     dataset_name = f"data/{dataset.name}"
     job_doc = {"job": job.name, "recipe": job.recipe, "overrides": job.overrides, "dataset": dataset_name}
     buf = io.BytesIO()

@@ -81,8 +81,8 @@ def show(app: App, job: str | None, instance: str | None):
     if app.json:
         emit_json(doc)
         return
-    rows = [(k, v, target.origin(k)) for k, v in settings.items() if k != "expect"]
-    rows += [(f"expect.{k}", v, "inventory") for k, v in settings["expect"].items()]
+    rows = [(k, v, target.origins.get(k, "default")) for k, v in settings.items() if k not in ("expect", "name")]
+    rows += [(f"expect.{k}", v, target.origins.get(f"expect.{k}", "default")) for k, v in settings["expect"].items()]
     from .output import table
 
     table(f"instance {target.name} ({inv.path})", ["setting", "value", "from"], rows)

@@ -137,16 +137,31 @@ class Inventory:
                              hint=f"known jobs: {', '.join(sorted(set(self.jobs) | {n[4:] for n in self.unresolved if n.startswith('job:')})) or 'none'}")
         return self.jobs[name]
 
-    def resolve(self, job: str | None, instance: str | None, *, need_job: bool = True
-                ) -> tuple[Job | None, Instance]:
-        """The job and the instance a command targets. `--instance` alone picks the job bound to it."""
+    def job_of_run(self, run_id: str) -> str:
+        """The job a run id belongs to: ids are `<job>-<YYYYmmdd>-<HHMMSS>-<hex>`."""
+        name = run_id.rsplit("-", 3)[0] if run_id.count("-") >= 3 else run_id
+        if name not in self.jobs and f"job:{name}" not in self.unresolved:
+            raise InputError(f"cannot tell which instance run {run_id} is on",
+                             hint="add --instance NAME (or the run's job)")
+        return name
+
+    def resolve(self, job: str | None, instance: str | None, *, need_job: bool = True,
+                run_id: str | None = None) -> tuple[Job | None, Instance]:
+        """The job and the instance a command targets. `--instance` alone picks the job bound to it;
+        `--run ID` alone, the job (and so the instance) the run id names."""
+        if run_id and not job and not instance:
+            job = self.job_of_run(run_id)
         if job:
             found = self.job(job)
-            return found, self.instance(instance or found.instance)
+            if instance and instance != found.instance:
+                raise InputError(f"job {job} is bound to instance {found.instance}, not {instance}",
+                                 hint=f"drop --instance, or add a job bound to {instance} in {self.path} "
+                                      "(orch never moves a job to another box silently)")
+            return found, self.instance(found.instance)
         if not instance:
             raise InputError("name a job or an instance",
-                             hint=f"e.g. `orch ... {next(iter(self.jobs), 'JOB')}` or "
-                                  f"`--instance {next(iter(self.instances), 'NAME')}`")
+                             hint=f"jobs: {', '.join(sorted(self.jobs)) or 'none'}; instances (--instance): "
+                                  f"{', '.join(self.instance_names) or 'none'}")
         target = self.instance(instance)
         bound = [j for j in self.jobs.values() if j.instance == instance]
         if len(bound) == 1:
@@ -250,10 +265,11 @@ class _Reader:
 
     def value(self, raw: Any, where: str, kind: type, origins: dict[str, str], name: str) -> Any:
         """Expand variables in one value and convert it to the field's type."""
+        used = []
         if isinstance(raw, str):
             raw, used = self.variables.interpolate(raw, f"{self.at(where)}{where}")
-            if used:
-                origins[name] = ", ".join(used)
+        line = self.lines.get(where)
+        origins[name] = ", ".join(used) if used else (f"{self.path.name}:{line} ({where})" if line else where)
         if raw is None or raw == "":
             return None
         try:

@@ -21,6 +21,8 @@ def console():
         from rich.console import Console
 
         _console = Console(stderr=True, highlight=False, soft_wrap=True)
+        if not _console.is_terminal:  # CI logs and pipes: wide enough that run ids and paths are never cut
+            _console.width = 200
     return _console
 
 

@@ -440,6 +440,17 @@ class _WeightsListing:
                                       "the disk check uses expect.min_free_disk_gb only")
 
 
+def _job_inputs_check(job) -> Check:
+    """The job's recipe, overrides and dataset, checked here before anything reaches the instance."""
+    from .bundle import check_job_inputs
+
+    try:
+        check_job_inputs(job)
+    except InputError as exc:
+        return Check("job inputs", False, exc.message, exc.hint)
+    return Check("job inputs", True, f"recipe {job.recipe} and dataset {Path(job.dataset).name} are valid")
+
+
 def run_preflight(instance, job=None, weights_bytes: int | None = None, *, transport=None) -> PreflightReport:
     """Check one instance. Never raises for a failure on the instance: it lands in the report.
 
@@ -449,6 +460,8 @@ def run_preflight(instance, job=None, weights_bytes: int | None = None, *, trans
     """
     started = time.monotonic()
     report = PreflightReport(instance.name, _address(instance))
+    if job is not None:
+        report.checks.append(_job_inputs_check(job))
     own = transport is None
     listing = None
     if job is not None and weights_bytes is None and getattr(job, "weights", None):

@@ -42,11 +42,13 @@ def list_runs(transport: Transport, instance: Instance, *, job: str | None = Non
 def find_run(transport: Transport, instance: Instance, *, job: str | None, run_id: str | None) -> dict:
     """The run a command means: `--run ID`, else the latest run (of the job, when one is named)."""
     runs = list_runs(transport, instance, job=job, run_id=run_id)
-    if not runs:
-        what = f"run {run_id}" if run_id else (f"no run of job {job}" if job else "no run")
-        raise InputError(f"{instance.name}: {what} found" if run_id else f"{instance.name}: {what} yet",
-                         hint="start one with `orch train JOB`; `orch status` lists runs")
-    return runs[-1]
+    if runs:
+        return runs[-1]
+    if run_id:
+        raise InputError(f"{instance.name}: run {run_id} not found",
+                         hint=f"`orch status --instance {instance.name}` lists its runs")
+    what = f"no run of job {job}" if job else "no run"
+    raise InputError(f"{instance.name}: {what} yet", hint=f"start one with `orch train {job or 'JOB'}`")
 
 
 @dataclass

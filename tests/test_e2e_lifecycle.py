@@ -131,6 +131,8 @@ def test_preflight_deploy_train_fetch_and_eval_work_end_to_end_over_ssh(lifecycl
 
     status = lifecycle.orch("status", "--instance", "gpubox", "--json")
     assert [r["state"] for r in status.json()["runs"] if r["run_id"] == run_id] == ["finished"]
+    missing = lifecycle.orch("status", "--instance", "gpubox", "--run", "tiny-20000101-000000-0000")
+    assert missing.code == 2 and "not found" in missing.stderr
 
     dest = tmp_path / "adapters"
     fetched = lifecycle.orch("fetch-adapter", "tiny", "--dest", str(dest), "--json")
@@ -167,7 +169,7 @@ def test_killing_the_controller_while_following_leaves_the_run_going_and_logs_sh
     follower.wait()
     final = lifecycle.wait_state(run_id, ("finished", "failed", "lost"))
     assert final["state"] == "finished"
-    logs = lifecycle.orch("logs", "--run", run_id, "--instance", "gpubox")
+    logs = lifecycle.orch("logs", "--run", run_id)  # the run id alone names its job, so its instance
     assert logs.code == 0, logs.stderr
     on_disk = (lifecycle.run_dir(run_id) / "log").read_text()
     assert logs.stdout == on_disk  # every line, once, in order

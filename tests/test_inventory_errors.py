@@ -210,3 +210,38 @@ def test_expectations_remember_the_variable_they_came_from(project):
     doc = project.orch("show", "qwen", "--json").json()
     assert doc["instance"]["expect"]["instance_id"] == "i-0123456789abcdef0"
     assert doc["origins"]["expect.instance_id"].startswith("QWEN_ID in ")
+
+
+def test_a_job_named_with_another_instance_is_refused_rather_than_moved(project):
+    project.write("inventory.yaml", INVENTORY)
+    project.write(".env", ENV)
+    run = project.orch("show", "demo", "--instance", "qwen-g5")
+    assert_clean_failure(run)
+    assert "job demo is bound to instance local, not qwen-g5" in run.stderr
+
+
+def test_a_run_id_alone_names_its_job_and_so_its_instance(project):
+    from orchestrator.inventory import load_inventory
+
+    project.write("inventory.yaml", INVENTORY)
+    project.write(".env", ENV)
+    inv = load_inventory(project.root / "inventory.yaml")
+    job, instance = inv.resolve(None, None, need_job=False, run_id="qwen-b-20261121-101500-ab12")
+    assert (job.name, instance.name) == ("qwen-b", "qwen-g5")
+
+
+def test_a_misspelled_recipe_or_override_is_refused_before_anything_connects(project):
+    project.write("data.jsonl", '{"prompt": "What is 2+2?", "completion": "4.", "style": "TERSE"}\n')
+    project.write("inventory.yaml", INVENTORY.replace("recipe: qwen3-14b-verbosity\n    dataset: data.jsonl\n"
+                                                      "    weights: s3://example-bucket/models/qwen/\n  qwen-b",
+                                                      "recipe: qwen3-14b-verbosty\n    dataset: data.jsonl\n"
+                                                      "    weights: s3://example-bucket/models/qwen/\n  qwen-b"))
+    project.write(".env", ENV)
+    run = project.orch("train", "qwen")  # qwen-g5 is 203.0.113.10: nothing may connect to it
+    assert_clean_failure(run)
+    assert "unknown recipe 'qwen3-14b-verbosty'" in run.stderr and "qwen3-14b-verbosity" in run.stderr
+    project.write("inventory.yaml", INVENTORY.replace("    recipe: tiny-verbosity\n",
+                                                      "    recipe: tiny-verbosity\n    overrides: {num_train_epoch: 1}\n"))
+    run = project.orch("deploy", "demo")
+    assert_clean_failure(run)
+    assert "unknown recipe field 'num_train_epoch'" in run.stderr and "num_train_epochs" in run.stderr

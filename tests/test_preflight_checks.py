@@ -260,7 +260,7 @@ def test_a_local_instance_is_preflighted_without_ssh(tmp_path):
 
 def job_inventory(sshd, tmp_path, endpoint: str, bucket: str, **job_fields):  # noqa: F811
     entry = sshd.instance(unique("weights"))
-    (tmp_path / "data.jsonl").write_text("{}\n")
+    (tmp_path / "data.jsonl").write_text('{"prompt": "What is 2+2?", "completion": "4.", "style": "TERSE"}\n')
     job = {"instance": "box", "recipe": "tiny-verbosity", "dataset": "data.jsonl",
            "weights": f"s3://{bucket}/models/tiny/", "s3_endpoint": endpoint, "s3_region": "us-east-1",
            **job_fields}

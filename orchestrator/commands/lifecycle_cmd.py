@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from ..cli import App, cli, common
-from ..errors import CheckFailed
+from ..errors import CheckFailed, InputError
 from ..output import console, emit_json, say, table
 
 
@@ -47,9 +47,11 @@ def _preflight_gate(transport, job, instance, force: bool) -> str | None:
 @common
 def deploy(app: App, job, instance, no_weights):
     """Ship the payload bundle, build or reuse its venv, sync the weights. Idempotent."""
+    from ..bundle import check_job_inputs
     from ..deploy import deploy as run_deploy
 
     found_job, target = app.inventory.resolve(job, instance)
+    check_job_inputs(found_job)  # bad input exits 2 here, before the instance is touched
     with connected(target) as transport:
         driver = _preflight_gate(transport, found_job, target, force=False)
         result = run_deploy(transport, target, found_job, driver_version=driver, sync_weights=not no_weights,
@@ -73,10 +75,12 @@ def deploy(app: App, job, instance, no_weights):
 @common
 def train(app: App, job, instance, follow, resume, extra_epochs, force):
     """Start training detached from this session: it survives disconnects and this process exiting."""
+    from ..bundle import check_job_inputs
     from ..deploy import deploy as run_deploy
     from ..runs import start_training
 
     found_job, target = app.inventory.resolve(job, instance)
+    check_job_inputs(found_job)  # bad input exits 2 here, before the instance is touched
     with connected(target) as transport:
         driver = _preflight_gate(transport, found_job, target, force)
         deployed = run_deploy(transport, target, found_job, driver_version=driver, progress=not app.json, say=say)
@@ -170,9 +174,11 @@ def status(app: App, job, instance, run_id):
     """Runs on an instance: running / finished / failed / stopped / lost."""
     from ..runs import list_runs
 
-    found_job, target = app.inventory.resolve(job, instance, need_job=False)
+    found_job, target = app.inventory.resolve(job, instance, need_job=False, run_id=run_id)
     with connected(target) as transport:
         runs = list_runs(transport, target, job=found_job.name if (found_job and job) else None, run_id=run_id)
+    if run_id and not runs:
+        raise InputError(f"{target.name}: run {run_id} not found", hint=f"`orch status --instance {target.name}` lists its runs")
     if app.json:
         emit_json({"ok": True, "instance": target.name, "runs": runs})
         return
@@ -182,8 +188,9 @@ def status(app: App, job, instance, run_id):
     rows = []
     for r in runs:
         m = r.get("last_metrics") or {}
+        loss = m.get("loss", m.get("train_loss"))  # the final record carries the run's mean train_loss
         rows.append((r["run_id"], r["state"], "" if r["exit_code"] is None else r["exit_code"], m.get("step", ""),
-                     "" if m.get("loss") is None else f"{m['loss']:.4f}",
+                     "" if loss is None else f"{loss:.4f}",
                      "" if r["heartbeat_age_s"] is None else f"{r['heartbeat_age_s']:.0f} s ago",
                      "yes" if r["has_adapter"] else ""))
     table(f"runs on {target.name}", ["run", "state", "exit", "step", "loss", "heartbeat", "adapter"], rows)
@@ -194,7 +201,7 @@ def run_on_instance(app: App, job, instance, run_id):
     """Connect once, find the run a command means (`--run`, else the latest), and keep the connection."""
     from ..runs import find_run
 
-    found_job, target = app.inventory.resolve(job, instance, need_job=False)
+    found_job, target = app.inventory.resolve(job, instance, need_job=False, run_id=run_id)
     with connected(target) as transport:
         run = find_run(transport, target, job=found_job.name if found_job and job else None, run_id=run_id)
         yield found_job, target, run, transport
