@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from .errors import InputError
-from .settings import MissingVariable, Variables
+from .settings import MissingVariable, Variables, is_secret_name
 
 DEFAULT_IMDS_URL = "http://169.254.169.254"
 TRANSPORTS = ("ssh", "local")
@@ -275,7 +275,9 @@ class _Reader:
         try:
             return _convert(raw, kind)
         except (TypeError, ValueError):
-            raise InputError(f"{self.at(where)}{where} must be {_type_name(kind)}, got {raw!r}",
+            secret = any(is_secret_name(origin.split()[0]) for origin in used)
+            raise InputError(f"{self.at(where)}{where} must be {_type_name(kind)}, got "
+                             f"{'a masked value' if secret else repr(raw)}",
                              hint=f"fix {where} in {self.path}" +
                                   (f" or {origins[name]}" if name in origins else "")) from None
 

@@ -100,10 +100,19 @@ class Variables:
 
 
 def _read_env_file(path: Path) -> dict[str, str]:
-    from dotenv import dotenv_values
+    """NAME=value lines; a line python-dotenv cannot parse is an error naming the file and line."""
+    from dotenv.parser import parse_stream
 
+    values: dict[str, str] = {}
     try:
-        values = dotenv_values(path, interpolate=False)
+        with open(path, encoding="utf-8") as stream:
+            for binding in parse_stream(stream):
+                if binding.error:
+                    text = binding.original.string.strip().split("=")[0][:40]
+                    raise InputError(f"{path}:{binding.original.line}: cannot parse the line starting {text!r}",
+                                     hint="write NAME=value (quote values with spaces or #)")
+                if binding.key:
+                    values[binding.key] = binding.value or ""
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read env file {path}: {exc}") from exc
-    return {k: (v if v is not None else "") for k, v in values.items()}
+    return values

@@ -245,3 +245,19 @@ def test_a_misspelled_recipe_or_override_is_refused_before_anything_connects(pro
     run = project.orch("deploy", "demo")
     assert_clean_failure(run)
     assert "unknown recipe field 'num_train_epoch'" in run.stderr and "num_train_epochs" in run.stderr
+
+
+def test_a_line_the_env_file_cannot_parse_is_named_with_its_line(project):
+    project.write("inventory.yaml", INVENTORY)
+    project.write(".env", ENV + "BROKEN LINE WITHOUT EQUALS 'x\n")
+    run = project.orch("show", "qwen")
+    assert_clean_failure(run)
+    assert ".env:3: cannot parse" in run.stderr
+
+
+def test_a_secret_with_the_wrong_type_is_not_echoed(project):
+    project.write("inventory.yaml", INVENTORY.replace("    user: ubuntu", "    user: ubuntu\n    port: ${DB_PASSWORD}"))
+    project.write(".env", ENV + "DB_PASSWORD=hunter2\n")
+    run = project.orch("show", "qwen")
+    assert_clean_failure(run)
+    assert "hunter2" not in run.stderr and "masked value" in run.stderr

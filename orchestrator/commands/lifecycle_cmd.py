@@ -127,15 +127,15 @@ def _follow(app: App, target, run_dir: str, run_id: str, offset: int = 0, follow
         live.draw()
 
     try:
-        final, _ = stream(transport_factory, target, run_dir, offset=offset, follow=follow,
-                          on_log=on_log, on_metric=live.update)
+        final, reached = stream(transport_factory, target, run_dir, offset=offset, follow=follow,
+                                on_log=on_log, on_metric=live.update)
     except KeyboardInterrupt:
         live.clear()
         say(f"stopped following; run {run_id} goes on. Re-attach: orch logs --run {run_id} --follow",
             style="yellow")
         sys.exit(130)
     live.clear()
-    return final
+    return {**final, "offset": reached}  # the log's byte offset reached: `orch logs --offset` resumes there
 
 
 class _LiveLine:
