@@ -1,6 +1,6 @@
 """`make demo`: the whole product on this one machine, with no cloud account.
 
-Starts an S3 server on 127.0.0.1 (moto's HTTP server) holding a tiny Qwen3 built in code, with
+Starts an S3 server on 127.0.0.1 (moto's HTTP server, the tests' MotoServer) holding a tiny Qwen3 built in code, with
 `config.json` stored gzipped (with Content-Encoding: gzip) and `tokenizer_config.json` gzipped without
 the header, as the user's bucket had them. Then it runs, against the `local` instance of inventory.yaml:
 
@@ -17,51 +17,23 @@ from __future__ import annotations
 import gzip
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 STATE = Path(os.environ.get("ORCH_DEMO_DIR") or ROOT / ".orch" / "demo")
 BUCKET, PREFIX = "orch-demo", "tiny-qwen3/"
-BIN = Path(sys.executable).parent
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_s3(port: int, log) -> subprocess.Popen:
-    server = subprocess.Popen([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1)
-            return server
-        except OSError:
-            if server.poll() is not None:
-                break
-            time.sleep(0.2)
-    server.kill()
-    sys.exit(f"demo: the S3 server did not start (see {log.name})")
-
-
-def upload_tiny_model(endpoint: str) -> None:
-    import boto3
-
+def upload_tiny_model(s3) -> None:
     from remote_payload.tiny_model import build_tiny_model
 
     model_dir = STATE / "tiny-qwen3"
     if not (model_dir / "config.json").exists():
         shutil.rmtree(model_dir, ignore_errors=True)
         build_tiny_model(model_dir)
-    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
     s3.create_bucket(Bucket=BUCKET)
     for path in sorted(p for p in model_dir.rglob("*") if p.is_file()):
         key = PREFIX + path.relative_to(model_dir).as_posix()
@@ -81,31 +53,24 @@ def orch(*args: str, env: dict) -> int:
 
 
 def main() -> int:
+    from tests.fixtures.s3server import MotoServer  # the same real S3 server the tests use
+
     STATE.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    endpoint = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": "orch-demo-access-key", "AWS_SECRET_ACCESS_KEY": "orch-demo-secret-key",
-           "AWS_DEFAULT_REGION": "us-east-1", "ORCH_DEMO_S3_ENDPOINT": endpoint,
-           "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "PYTHONUNBUFFERED": "1"}
-    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "ORCH_INVENTORY", "ORCH_ENV_FILE"):
-        env.pop(name, None)
-    os.environ.update({k: env[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")})
     started = time.time()
-    with open(STATE / "s3server.log", "w") as log:
-        server = start_s3(port, log)
-        try:
-            upload_tiny_model(endpoint)
-            dest = STATE / "adapters"
-            for step in (("preflight", "demo"), ("train", "demo", "--follow"),
-                         ("fetch-adapter", "demo", "--dest", str(dest)), ("eval", "demo")):
-                code = orch(*step, env=env)
-                if code != 0:
-                    print(f"\ndemo: `orch {' '.join(step)}` failed with exit code {code}", file=sys.stderr)
-                    return code
-        finally:
-            server.terminate()
-            server.wait(10)
-    adapters = sorted((STATE / "adapters" / "demo").glob("*/adapter"), key=lambda p: p.stat().st_mtime)
+    with MotoServer(STATE / "s3server") as server:
+        env = {**os.environ, **server.env(), "ORCH_DEMO_S3_ENDPOINT": server.endpoint,
+               "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "PYTHONUNBUFFERED": "1"}
+        for name in ("AWS_PROFILE", "ORCH_INVENTORY", "ORCH_ENV_FILE"):
+            env.pop(name, None)
+        upload_tiny_model(server.client())
+        dest = STATE / "adapters"
+        for step in (("preflight", "demo"), ("train", "demo", "--follow"),
+                     ("fetch-adapter", "demo", "--dest", str(dest)), ("eval", "demo")):
+            code = orch(*step, env=env)
+            if code != 0:
+                print(f"\ndemo: `orch {' '.join(step)}` failed with exit code {code}", file=sys.stderr)
+                return code
+    adapters = sorted((dest / "demo").glob("*/adapter"), key=lambda p: p.stat().st_mtime)
     print(f"\ndemo: done in {time.time() - started:.0f} s; the adapter is in {adapters[-1] if adapters else dest}")
     return 0
 
