@@ -60,8 +60,11 @@ def check_job_inputs(job: Job) -> None:
 
 
 def build_bundle(job: Job, payload_dir: Path = PAYLOAD_DIR) -> Bundle:
-    check_job_inputs(job)
+    """The job's bundle. Its inputs were checked by `check_job_inputs` before anything connected."""
     dataset = Path(job.dataset)
+    if not dataset.is_file():
+        raise InputError(f"job {job.name}: dataset {dataset} not found",
+                         hint=f"fix jobs.{job.name}.dataset in the inventory (or the variable it uses)")
     dataset_name = f"data/{dataset.name}"
     job_doc = {"job": job.name, "recipe": job.recipe, "overrides": job.overrides, "dataset": dataset_name}
     buf = io.BytesIO()
