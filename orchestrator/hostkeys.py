@@ -94,16 +94,9 @@ def _address(instance) -> str:
     return f"{instance.host}:{instance.port}"
 
 
-def _origin(instance, name: str) -> str | None:
-    origin = instance.origin(name) if hasattr(instance, "origin") else "inventory"
-    return None if origin == "inventory" else origin
-
-
 def _host_phrase(instance) -> str:
     """'host 203.0.113.10 comes from QWEN_GPU_INSTANCE_IP in .env' or 'host 203.0.113.10 (inventory)'."""
-    origin = _origin(instance, "host")
-    where = f"comes from {origin}" if origin else f"is set in the inventory (instances.{instance.name}.host)"
-    return f"host {instance.host} {where}"
+    return f"host {instance.host} comes from {instance.origin('host')}"
 
 
 # ---------------------------------------------------------------------- known_hosts parsing
@@ -183,7 +176,7 @@ def read_known_hosts(path: Path, host: str, port: int) -> list[KnownKey]:
 def expected_keys(instance) -> Expected:
     """What the instance's server must present: the pinned key(s), else its known_hosts entries."""
     if getattr(instance, "host_key", None):
-        origin = _origin(instance, "host_key") or f"instances.{instance.name}.host_key"
+        origin = instance.origin("host_key")
         return Expected(parse_key_text(instance.host_key, f"host_key ({origin})"), pinned=True)
     path = Path(os.path.expanduser(instance.known_hosts)) if getattr(instance, "known_hosts", None) else None
     if path is None:

@@ -62,8 +62,9 @@ class Instance:
     origins: dict[str, str] = field(default_factory=dict, repr=False)
 
     def origin(self, name: str) -> str:
-        """Where a setting came from: 'QWEN_GPU_INSTANCE_IP in .env' or 'inventory.yaml'."""
-        return self.origins.get(name, "inventory")
+        """Where a setting came from, or where to set it: 'QWEN_GPU_INSTANCE_IP in .env',
+        'inventory.yaml:8 (defaults.port)', or for a built-in default 'instances.X.port in the inventory'."""
+        return self.origins.get(name) or f"instances.{self.name}.{name} in the inventory"
 
     @property
     def address(self) -> str:

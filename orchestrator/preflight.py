@@ -67,31 +67,11 @@ class PreflightReport:
 
 # ---------------------------------------------------------------------- where settings came from
 
-def _origin(instance, name: str) -> str | None:
-    origin = instance.origin(name) if hasattr(instance, "origin") else "inventory"
-    return None if origin == "inventory" else origin
-
-
-def _setting(instance, name: str) -> str:
-    """The phrase that tells the user where to change a setting."""
-    return _origin(instance, name) or f"instances.{instance.name}.{name} in the inventory"
-
-
-def _expect_setting(instance, name: str) -> str:
-    origin = _origin(instance, f"expect.{name}")
-    if origin is None:
-        origins = getattr(instance.expect, "origins", None) or {}
-        origin = origins.get(name)
-    return origin or f"instances.{instance.name}.expect.{name} in the inventory"
-
-
 def _right_instance(instance) -> str:
     """'host 203.0.113.10 comes from QWEN_GPU_INSTANCE_IP in .env; is it the right instance?'"""
     if instance.transport == "local":
         return "this is the local instance; is the inventory's expectation right?"
-    origin = _origin(instance, "host")
-    where = f"comes from {origin}" if origin else f"is set in instances.{instance.name}.host"
-    return f"host {instance.host} {where}; is it the right instance?"
+    return f"host {instance.host} comes from {instance.origin('host')}; is it the right instance?"
 
 
 def _gb(n: float | None) -> str:
@@ -198,13 +178,13 @@ def evaluate(instance, probe: dict, job=None, weights_bytes: int | None = None) 
             problems.append(f"cannot read the EC2 {label} to compare with {want} "
                             f"({ec2.get('error') or 'no answer from IMDS'})")
             fixes.append(f"check that IMDSv2 answers on the instance (imds_url {instance.imds_url or 'off'}), "
-                         f"or drop {_expect_setting(instance, key)}")
+                         f"or drop {instance.origin(f'expect.{key}')}")
         elif got != want:
             problems.append(f"{label} is {got}, expected {want}")
-            fixes.append(f"the expected {label} comes from {_expect_setting(instance, key)}")
+            fixes.append(f"the expected {label} comes from {instance.origin(f'expect.{key}')}")
     if e.hostname and hostname.split(".")[0].lower() != e.hostname.split(".")[0].lower():
         problems.append(f"hostname is {hostname}, expected {e.hostname}")
-        fixes.append(f"the expected hostname comes from {_expect_setting(instance, 'hostname')}")
+        fixes.append(f"the expected hostname comes from {instance.origin('expect.hostname')}")
     if problems:
         add(Check("identity", False, f"{name}: " + "; ".join(problems),
                   f"{_right_instance(instance)} ({'; '.join(fixes)})"))
@@ -234,7 +214,7 @@ def evaluate(instance, probe: dict, job=None, weights_bytes: int | None = None) 
     active = runs.get("active") or []
     if runs.get("error"):
         add(Check("active runs", False, f"{name}: cannot list {runs.get('runs_dir')}: {runs['error']}",
-                  f"check the permissions of {instance.work_dir} (from {_setting(instance, 'work_dir')})"))
+                  f"check the permissions of {instance.work_dir} (from {instance.origin('work_dir')})"))
     elif active:
         desc = ", ".join(f"{r['run_id']} (pid {r['pid']}"
                          + (f", heartbeat {r['heartbeat_age_s']:.0f} s ago)" if r.get("heartbeat_age_s") is not None
@@ -287,7 +267,7 @@ def _gpu_checks(instance, probe: dict, job) -> list[Check]:
         want = e.gpu if e.gpu_count <= 1 else f"{e.gpu_count} x {e.gpu}"
         checks.append(Check("GPU model", False, f"{name}: {found}, expected {want}",
                             f"{_right_instance(instance)} (the expected model comes from "
-                            f"{_expect_setting(instance, 'gpu')})"))
+                            f"{instance.origin('expect.gpu')})"))
         return checks
     checks.append(Check("GPU model", True, ", ".join(f"GPU {g.get('index')}: {g.get('name')}" for g in matching)))
 
@@ -297,7 +277,7 @@ def _gpu_checks(instance, probe: dict, job) -> list[Check]:
     if len(big) < max(1, e.gpu_count):
         checks.append(Check("GPU memory", False, f"{name}: {detail}; need >= {_num(e.min_vram_gb)} GB",
                             f"{_right_instance(instance)} (the minimum comes from "
-                            f"{_expect_setting(instance, 'min_vram_gb')})"))
+                            f"{instance.origin('expect.min_vram_gb')})"))
         return checks
     checks.append(Check("GPU memory", True, f"{detail} >= {_num(e.min_vram_gb)} GB"))
 
@@ -320,13 +300,13 @@ def _gpu_checks(instance, probe: dict, job) -> list[Check]:
         checks.append(Check("GPU idle", False, f"{name}: GPU {target} is busy: {reason}",
                             "another training would run out of GPU memory: stop that process (or wait for it), "
                             f"then run preflight again; more than {e.max_gpu_used_mib} MiB in use counts as busy "
-                            f"({_expect_setting(instance, 'max_gpu_used_mib')})"))
+                            f"({instance.origin('expect.max_gpu_used_mib')})"))
     elif target is None and len(idle) < max(1, e.gpu_count):
         reason = "; ".join(f"GPU {i}: {r}" for i, r in busy_reasons.items())
         checks.append(Check("GPU idle", False, f"{name}: GPU busy: {reason}",
                             "another training would run out of GPU memory: stop that process (or wait for it), "
                             f"then run preflight again; more than {e.max_gpu_used_mib} MiB in use counts as busy "
-                            f"({_expect_setting(instance, 'max_gpu_used_mib')})"))
+                            f"({instance.origin('expect.max_gpu_used_mib')})"))
     else:
         shown = idle if target is None else [g for g in idle if g.get("index") == target]
         checks.append(Check("GPU idle", True, ", ".join(
@@ -363,14 +343,14 @@ def _disk_checks(instance, probe: dict, job, weights_bytes: int | None) -> list[
     d, where = measured("models_dir")
     if d.get("error") or d.get("free_bytes") is None:
         checks.append(Check("disk: models dir", False, f"{name}: cannot measure {where}: {d.get('error')}",
-                            f"models_dir comes from {_setting(instance, 'models_dir')}"))
+                            f"models_dir comes from {instance.origin('models_dir')}"))
     elif d["free_bytes"] < need:
         checks.append(Check("disk: models dir", False,
                             f"{name}: {_gb(d['free_bytes'])} free of {_gb(d['total_bytes'])} in {where}; "
                             f"need {_gb(need)} ({why})",
                             f"free space on the instance or grow its volume; {_right_instance(instance)} "
-                            f"(models_dir from {_setting(instance, 'models_dir')}, the minimum from "
-                            f"{_expect_setting(instance, 'min_free_disk_gb')})"))
+                            f"(models_dir from {instance.origin('models_dir')}, the minimum from "
+                            f"{instance.origin('expect.min_free_disk_gb')})"))
     else:
         checks.append(Check("disk: models dir", True, f"{_gb(d['free_bytes'])} free of {_gb(d['total_bytes'])} "
                                                       f"in {where}; need {_gb(need)} ({why})"))
@@ -378,7 +358,7 @@ def _disk_checks(instance, probe: dict, job, weights_bytes: int | None) -> list[
     d, where = measured("work_dir")
     if d.get("error") or d.get("free_bytes") is None:
         checks.append(Check("disk: work dir", False, f"{name}: cannot measure {where}: {d.get('error')}",
-                            f"work_dir comes from {_setting(instance, 'work_dir')}"))
+                            f"work_dir comes from {instance.origin('work_dir')}"))
     else:
         checks.append(Check("disk: work dir", True, f"{_gb(d['free_bytes'])} free of {_gb(d['total_bytes'])} in {where}"))
 
@@ -390,7 +370,7 @@ def _disk_checks(instance, probe: dict, job, weights_bytes: int | None) -> list[
         checks.append(Check("disk: /tmp", False, f"{name}: only {_gb(d['free_bytes'])} free in /tmp; "
                                                  f"need {_gb(need_tmp)}",
                             f"clean /tmp on the instance (old downloads?); the minimum comes from "
-                            f"{_expect_setting(instance, 'min_free_tmp_gb')}"))
+                            f"{instance.origin('expect.min_free_tmp_gb')}"))
     else:
         checks.append(Check("disk: /tmp", True, f"{_gb(d['free_bytes'])} free; need {_gb(need_tmp)}"))
     return checks

@@ -59,16 +59,6 @@ def _connect_timeout(instance, timeout: float | None) -> float:
     return float(getattr(instance, "connect_timeout", None) or 10.0)
 
 
-def _origin(instance, name: str) -> str | None:
-    origin = instance.origin(name) if hasattr(instance, "origin") else "inventory"
-    return None if origin == "inventory" else origin
-
-
-def _setting(instance, name: str) -> str:
-    """'QWEN_GPU_INSTANCE_IP in .env' or 'instances.qwen-g5.host in the inventory'."""
-    return _origin(instance, name) or f"instances.{instance.name}.{name} in the inventory"
-
-
 def _addr(instance) -> str:
     return f"{instance.host}:{instance.port}"
 
@@ -98,7 +88,7 @@ def open_socket(instance, timeout: float | None = None) -> socket.socket:
     """A TCP connection to the instance's sshd, TCP_NODELAY on; failures say what to check."""
     timeout = _connect_timeout(instance, timeout)
     host, port = instance.host, int(instance.port)
-    hint_host = f"the host comes from {_setting(instance, 'host')}, the port from {_setting(instance, 'port')}"
+    hint_host = f"the host comes from {instance.origin('host')}, the port from {instance.origin('port')}"
     try:
         sock = socket.create_connection((host, port), timeout=timeout)
     except socket.gaierror as exc:
@@ -154,7 +144,7 @@ def start_transport(instance, sock: socket.socket, expected=None, timeout: float
         else:
             message = f"{instance.name}: SSH handshake with {_addr(instance)} failed: {text}"
         raise RemoteError(message, hint=f"is {_addr(instance)} the instance's sshd? The host comes from "
-                                        f"{_setting(instance, 'host')}, the port from {_setting(instance, 'port')}") from None
+                                        f"{instance.origin('host')}, the port from {instance.origin('port')}") from None
     return transport
 
 
@@ -163,7 +153,7 @@ def load_key(instance):
     paramiko = _paramiko()
 
     path = os.path.expanduser(str(instance.key or ""))
-    where = _setting(instance, "key")
+    where = instance.origin("key")
     if not instance.key or not os.path.isfile(path):
         raise InputError(f"{instance.name}: SSH key file {path or '(none)'} does not exist",
                          hint=f"the path comes from {where}; point it at the instance's private key (.pem)")
@@ -345,12 +335,12 @@ class SshTransport:
             except paramiko.AuthenticationException:
                 raise RemoteError(
                     f"{instance.name}: {instance.user}@{_addr(instance)} refused the key {instance.key}",
-                    hint=f"the key comes from {_setting(instance, 'key')}, the user from "
-                         f"{_setting(instance, 'user')}: is this the key pair the instance was launched with, "
+                    hint=f"the key comes from {instance.origin('key')}, the user from "
+                         f"{instance.origin('user')}: is this the key pair the instance was launched with, "
                          f"and the right login (`ubuntu` on Ubuntu AMIs, `ec2-user` on Amazon Linux)?") from None
             except (paramiko.SSHException, EOFError, OSError) as exc:
                 raise RemoteError(f"{instance.name}: login to {_addr(instance)} failed: {exc or type(exc).__name__}",
-                                  hint=f"the user comes from {_setting(instance, 'user')}") from None
+                                  hint=f"the user comes from {instance.origin('user')}") from None
             transport.set_keepalive(KEEPALIVE_S)
             self.stage = "ready"
             return transport
