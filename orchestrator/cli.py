@@ -76,8 +76,9 @@ def show(app: App, job: str | None, instance: str | None):
     inv = app.inventory
     found_job, target = inv.resolve(job, instance, need_job=False)
     settings = {k: v for k, v in asdict(target).items() if k != "origins"}
-    doc = {"instance": settings, "origins": target.origins,
-           "job": asdict(found_job) if found_job else None}
+    s3 = inv.s3_settings(found_job, target).shown()
+    job_doc = {k: v for k, v in asdict(found_job).items() if k != "origins"} if found_job else None
+    doc = {"instance": settings, "origins": target.origins, "job": job_doc, "s3": s3}
     if app.json:
         emit_json(doc)
         return
@@ -87,7 +88,11 @@ def show(app: App, job: str | None, instance: str | None):
 
     table(f"instance {target.name} ({inv.path})", ["setting", "value", "from"], rows)
     if found_job:
-        table(f"job {found_job.name}", ["setting", "value"], asdict(found_job).items())
+        table(f"job {found_job.name}", ["setting", "value", "from"],
+              [(k, v, found_job.origins.get(k, "default")) for k, v in job_doc.items()])
+    origins = s3.pop("origins")
+    table("S3 (controller side)", ["setting", "value", "from"],
+          [(k, "" if v is None else v, origins.get(k, "not set")) for k, v in s3.items()])
 
 
 def _register_commands() -> None:
@@ -114,6 +119,9 @@ def _report(exc: OrchError, as_json: bool, verbose: bool) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .output import mask_process_output
+
+    mask_process_output()   # the one output path: whatever is printed from here on is masked
     args = list(sys.argv[1:] if argv is None else argv)
     as_json = "--json" in args
     verbose = any(a in ("-v", "-vv", "--verbose") for a in args) or bool(os.environ.get("ORCH_DEBUG"))
@@ -146,4 +154,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run() -> None:
     """Console-script entry point."""
-    sys.exit(main())
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    sys.exit(code)

@@ -78,7 +78,7 @@ def torch_build_for_driver(driver_version: str | None) -> str | None:
                       hint="upgrade the driver on the instance (e.g. a current Deep Learning AMI)")
 
 
-def deploy(transport: Transport, instance: Instance, job: Job, *, driver_version: str | None = None,
+def deploy(transport: Transport, instance: Instance, job: Job, *, s3=None, driver_version: str | None = None,
            sync_weights: bool = True, progress: bool = True, say=lambda msg: None) -> DeployResult:
     started = time.monotonic()
     layout = RemoteLayout(instance.work_dir)
@@ -110,7 +110,7 @@ def deploy(transport: Transport, instance: Instance, job: Job, *, driver_version
     if sync_weights:
         from .weights import sync_weights as sync
 
-        summary = sync(transport, instance, job, python=python, cwd=bundle_dir, progress=progress)
+        summary = sync(transport, instance, job, s3, python=python, cwd=bundle_dir, progress=progress)
         result.weights = summary if isinstance(summary, dict) else getattr(summary, "__dict__", summary)
         result.steps.append("weights in sync")
     result.seconds = round(time.monotonic() - started, 2)

@@ -898,18 +898,15 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
     return bucket, prefix.strip("/")
 
 
-def upload_adapter(dest_dir: Path, s3_uri: str, endpoint: str | None = None, region: str | None = None,
-                   *, progress: bool = False, client=None) -> UploadResult:
+def upload_adapter(dest_dir: Path, s3_uri: str, s3, *, progress: bool = False, client=None) -> UploadResult:
     """Archive a verified fetch (`DEST/<job>/<run id>/`) under `s3_uri/<job>/<run id>/`.
 
     Every file is re-checked against the adapter manifest first. One object per file (boto3's transfer
     manager: multipart and parallel for big files); then `upload-manifest.json` (path, size, sha256 of
     every object) is written last, so a reader who finds it knows the rest is complete.
-    Credentials: boto3's usual chain (environment, e.g. from .env), or a ready `client`.
+    `s3`: the job's S3Settings (endpoint, region, credentials from .env / the environment), or a ready `client`.
     """
-    import boto3
     from boto3.s3.transfer import TransferConfig
-    from botocore.config import Config
     from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
     started = time.monotonic()
@@ -928,15 +925,9 @@ def upload_adapter(dest_dir: Path, s3_uri: str, endpoint: str | None = None, reg
         listing.append({"path": rel, "size": path.stat().st_size,
                         "sha256": sums.get(rel) or _sha256(path)})
 
+    endpoint = s3.endpoint
     if client is None:
-        options = dict(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=10, read_timeout=60,
-                       s3={"addressing_style": "path"} if endpoint else None)
-        try:  # S3-compatible servers (MinIO, rclone, R2) may not take the default CRC trailers
-            cfg = Config(**options, request_checksum_calculation="when_required",
-                         response_checksum_validation="when_required")
-        except TypeError:  # botocore < 1.36
-            cfg = Config(**options)
-        client = boto3.client("s3", endpoint_url=endpoint or None, region_name=region or None, config=cfg)
+        client = s3.client(connect_timeout=10, read_timeout=60, attempts=5)
     transfer = TransferConfig(multipart_threshold=64 << 20, multipart_chunksize=64 << 20, max_concurrency=4)
     at = f" at {endpoint}" if endpoint else ""
 

@@ -1,8 +1,13 @@
 """`inventory.yaml`: the instances orch drives and the jobs bound to them. The one place settings resolve.
 
-Each instance setting resolves in one readable step: the YAML value (or `defaults:`), with `${VAR}`
-references expanded from `.env` then the environment; the variable behind each value is remembered
-(`instance.origin("host")`) so that a failed check can name exactly what to fix.
+Each setting resolves in one readable step: the YAML value (or `defaults:`), with `${VAR}` references
+expanded from `.env` then the environment; the variable behind each value is remembered
+(`instance.origin("host")`) so that a failed check can name exactly what to fix. Settings that may also come
+from a variable alone resolve here too, with that variable as their origin: `imds_url` (ORCH_IMDS_URL),
+`connect_timeout` (ORCH_SSH_CONNECT_TIMEOUT) and the S3 settings (`s3:` and the AWS_* variables, see s3.py).
+
+An entry that cannot resolve (a missing variable, a bad value) is kept aside and fails only when it is used,
+so that one broken instance never blocks the jobs of another.
 """
 
 from __future__ import annotations
@@ -13,16 +18,24 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .errors import InputError
-from .settings import MissingVariable, Variables, is_secret_name
+from .s3 import FIELDS as S3_FIELDS
+from .s3 import SECRET_FIELDS as S3_SECRET_FIELDS
+from .s3 import S3Settings
+from .settings import Variables, is_secret_name, register_secret
+from .yamlfile import read_yaml
 
 DEFAULT_IMDS_URL = "http://169.254.169.254"
 TRANSPORTS = ("ssh", "local")
 SSH_ONLY = {"host", "port", "user", "key", "host_key", "known_hosts"}
-NULLABLE = {"python_env", "imds_url", "s3_endpoint", "host_key", "gpu", "instance_id", "instance_type", "hostname"}
+NULLABLE = {"python_env", "imds_url", "s3_endpoint", "host_key", "gpu", "instance_id", "instance_type", "hostname",
+            "s3_region"}
 S3_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?$")
+HOST = re.compile(r"^(?:[A-Za-z0-9_](?:[A-Za-z0-9_.\-]*[A-Za-z0-9_])?|\[?[0-9A-Fa-f:.]+\]?)$")
+USER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*\$?$")
+S3_VARIABLES = {"endpoint": ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"), "region": ("AWS_REGION", "AWS_DEFAULT_REGION"),
+                "profile": ("AWS_PROFILE",), "access_key_id": ("AWS_ACCESS_KEY_ID",),
+                "secret_access_key": ("AWS_SECRET_ACCESS_KEY",), "session_token": ("AWS_SESSION_TOKEN",)}
 
 
 @dataclass
@@ -58,6 +71,7 @@ class Instance:
     imds_url: str | None = DEFAULT_IMDS_URL
     s3_endpoint: str | None = None
     connect_timeout: float = 10.0
+    stall_timeout: float = 120.0      # seconds without a byte from a stream (fetch, logs) before it is failed
     expect: Expect = field(default_factory=Expect)
     origins: dict[str, str] = field(default_factory=dict, repr=False)
 
@@ -79,12 +93,24 @@ class Instance:
                 if not getattr(self, required):
                     raise InputError(f"instance {self.name}: `{required}` is required for ssh",
                                      hint=f"set instances.{self.name}.{required} (or defaults.{required})")
+            self._check_name("host", HOST, "a host name or IP address (no spaces, not starting with '-')")
+            self._check_name("user", USER, "a login name (letters, digits, '_', '.', '-'; not starting with '-')")
         if not 0 < self.port < 65536:
             raise InputError(f"instance {self.name}: port {self.port} is out of range")
+        for name in ("connect_timeout", "stall_timeout"):
+            if getattr(self, name) <= 0:
+                raise InputError(f"instance {self.name}: {name} must be a positive number of seconds",
+                                 hint=f"it comes from {self.origin(name)}")
         for name in ("work_dir", "models_dir"):
             value = getattr(self, name)
             if not value.startswith("/"):
                 raise InputError(f"instance {self.name}: {name} must be an absolute path, got {value!r}")
+
+    def _check_name(self, name: str, pattern: re.Pattern, what: str) -> None:
+        value = getattr(self, name)
+        if not pattern.match(value):
+            raise InputError(f"instance {self.name}: {name} {value!r} is not {what}",
+                             hint=f"it comes from {self.origin(name)}: fix it there")
 
 
 @dataclass
@@ -100,6 +126,7 @@ class Job:
     s3_credentials: str = "instance"  # "instance": the box's own role; "forward": the controller's
     eval_gate: float = 3.0
     gpu: int = 0
+    origins: dict[str, str] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if not S3_URI.match(self.weights):
@@ -117,10 +144,15 @@ class Inventory:
     jobs: dict[str, Job]
     variables: Variables
     unresolved: dict[str, InputError] = field(default_factory=dict)  # name -> why it cannot resolve
+    s3: dict[str, tuple[str | None, str]] = field(default_factory=dict)   # the `s3:` section: field -> (value, origin)
 
     @property
     def instance_names(self) -> list[str]:
         return sorted(set(self.instances) | {n for n in self.unresolved if not n.startswith("job:")})
+
+    @property
+    def job_names(self) -> list[str]:
+        return sorted(set(self.jobs) | {n[4:] for n in self.unresolved if n.startswith("job:")})
 
     def instance(self, name: str) -> Instance:
         if name in self.unresolved:
@@ -135,16 +167,39 @@ class Inventory:
             raise self.unresolved[f"job:{name}"]
         if name not in self.jobs:
             raise InputError(f"unknown job {name!r} in {self.path}",
-                             hint=f"known jobs: {', '.join(sorted(set(self.jobs) | {n[4:] for n in self.unresolved if n.startswith('job:')})) or 'none'}")
+                             hint=f"known jobs: {', '.join(self.job_names) or 'none'}")
         return self.jobs[name]
 
     def job_of_run(self, run_id: str) -> str:
         """The job a run id belongs to: ids are `<job>-<YYYYmmdd>-<HHMMSS>-<hex>`."""
         name = run_id.rsplit("-", 3)[0] if run_id.count("-") >= 3 else run_id
-        if name not in self.jobs and f"job:{name}" not in self.unresolved:
+        if name not in self.job_names:
             raise InputError(f"cannot tell which instance run {run_id} is on",
                              hint="add --instance NAME (or the run's job)")
         return name
+
+    def s3_settings(self, job: Job | None = None, instance: Instance | None = None) -> S3Settings:
+        """The S3 settings for `job` on `instance`, each with its origin (the order is documented in s3.py)."""
+        settings = S3Settings()
+
+        def take(name: str, *candidates: tuple[str | None, str | None]) -> None:
+            for value, origin in candidates:
+                if value:
+                    setattr(settings, name, value)
+                    settings.origins[name] = origin or "?"
+                    return
+
+        for name in S3_FIELDS:
+            ours: list[tuple[str | None, str | None]] = []
+            if name == "endpoint":
+                ours = [(job.s3_endpoint, job.origins.get("s3_endpoint")) if job else (None, None),
+                        (instance.s3_endpoint, instance.origins.get("s3_endpoint")) if instance else (None, None)]
+            elif name == "region" and job:
+                ours = [(job.s3_region, job.origins.get("s3_region"))]
+            take(name, *ours, self.s3.get(name, (None, None)), self.variables.first(*S3_VARIABLES[name]))
+        for name in S3_SECRET_FIELDS:
+            register_secret(getattr(settings, name))
+        return settings
 
     def resolve(self, job: str | None, instance: str | None, *, need_job: bool = True,
                 run_id: str | None = None) -> tuple[Job | None, Instance]:
@@ -161,7 +216,7 @@ class Inventory:
             return found, self.instance(found.instance)
         if not instance:
             raise InputError("name a job or an instance",
-                             hint=f"jobs: {', '.join(sorted(self.jobs)) or 'none'}; instances (--instance): "
+                             hint=f"jobs: {', '.join(self.job_names) or 'none'}; instances (--instance): "
                                   f"{', '.join(self.instance_names) or 'none'}")
         target = self.instance(instance)
         bound = [j for j in self.jobs.values() if j.instance == instance]
@@ -183,62 +238,40 @@ def load_inventory(path: str | Path | None = None, env_file: str | Path | None =
     explicit_env = env_file is not None or "ORCH_ENV_FILE" in os.environ
     env_path = Path(env_file or os.environ.get("ORCH_ENV_FILE") or inv_path.parent / ".env")
     variables = Variables.load(env_path, explicit=explicit_env)
-    doc, lines = _read_yaml(inv_path)
+    if not inv_path.is_file():
+        raise InputError(f"inventory {inv_path} not found",
+                         hint="run orch from the project folder, or pass --inventory PATH / set ORCH_INVENTORY")
+    doc, lines = read_yaml(inv_path)
+    if doc is None:
+        doc = {}
+    if not isinstance(doc, dict):
+        raise InputError(f"{inv_path}: the top level must be a mapping with instances: and jobs:")
     reader = _Reader(inv_path, lines, variables)
-    reader.check_keys(doc, "", {"defaults", "instances", "jobs"})
+    reader.check_keys(doc, "", {"defaults", "instances", "jobs", "s3"})
     defaults = reader.mapping(doc.get("defaults") or {}, "defaults")
-    inventory = Inventory(inv_path, {}, {}, variables)
+    inventory = Inventory(inv_path, {}, {}, variables, s3=reader.s3(doc.get("s3") or {}))
     for name, body in reader.mapping(doc.get("instances") or {}, "instances").items():
-        _add(inventory.instances, inventory.unresolved, name, lambda: reader.instance(name, body, defaults))
+        _add(inventory.instances, inventory.unresolved, str(name), lambda: reader.instance(str(name), body, defaults))
     for name, body in reader.mapping(doc.get("jobs") or {}, "jobs").items():
-        _add(inventory.jobs, inventory.unresolved, f"job:{name}", lambda: reader.job(name, body), key=name)
-    known = set(inventory.instances) | {n for n in inventory.unresolved if not n.startswith("job:")}
+        _add(inventory.jobs, inventory.unresolved, f"job:{name}", lambda: reader.job(str(name), body), key=str(name))
+    known = set(inventory.instance_names)
     for job in inventory.jobs.values():
         if job.instance not in known:
-            raise InputError(f"{reader.at('jobs.' + job.name + '.instance')}job {job.name} is bound to "
-                             f"unknown instance {job.instance!r}",
-                             hint=f"known instances: {', '.join(sorted(known))}")
+            inventory.unresolved[f"job:{job.name}"] = InputError(
+                f"{reader.at('jobs.' + job.name + '.instance')}job {job.name} is bound to unknown instance "
+                f"{job.instance!r}", hint=f"known instances: {', '.join(sorted(known)) or 'none'}")
+    for name in [n[4:] for n in inventory.unresolved if n.startswith("job:")]:
+        inventory.jobs.pop(name, None)
     return inventory
 
 
 def _add(target: dict, unresolved: dict, name: str, build, key: str | None = None) -> None:
-    """Build one entry. An entry whose variables are missing is kept aside and fails only when used,
-    so that a missing QWEN_GPU_INSTANCE_IP never stops `orch train demo`."""
+    """Build one entry. An entry that cannot resolve (a missing variable, a bad value) is kept aside and
+    fails only when used, so that a missing QWEN_GPU_INSTANCE_IP never stops `orch train demo`."""
     try:
         target[key or name] = build()
-    except MissingVariable as exc:
+    except InputError as exc:
         unresolved[name] = exc
-
-
-def _read_yaml(path: Path) -> tuple[dict, dict[str, int]]:
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise InputError(f"inventory {path} not found",
-                         hint="run orch from the project folder, or pass --inventory PATH / set ORCH_INVENTORY")
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        doc = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = f":{mark.line + 1}" if mark else ""
-        raise InputError(f"{path}{line}: malformed YAML: {exc.problem or exc}",
-                         hint="fix the indentation or quoting on that line") from None
-    if doc is None:
-        doc = {}
-    if not isinstance(doc, dict):
-        raise InputError(f"{path}: the top level must be a mapping with instances: and jobs:")
-    lines: dict[str, int] = {}
-    _record_lines(node, "", lines)
-    return doc, lines
-
-
-def _record_lines(node, prefix: str, lines: dict[str, int]) -> None:
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            path = f"{prefix}.{key.value}" if prefix else str(key.value)
-            lines[path] = key.start_mark.line + 1
-            _record_lines(value, path, lines)
 
 
 class _Reader:
@@ -305,6 +338,18 @@ class _Reader:
         origins.update({f"expect.{name}": origin for name, origin in used.items()})
         return Expect(**values)
 
+    def from_variable(self, values: dict, origins: dict, name: str, variable: str, kind: type) -> None:
+        """A setting the inventory does not give, taken from a variable (.env, then the environment)."""
+        raw, origin = self.variables.lookup(variable)
+        if raw is None:
+            return
+        try:
+            values[name] = _convert(raw, kind) if raw != "" else None
+        except (TypeError, ValueError):
+            raise InputError(f"{variable} must be {_type_name(kind)}, got {raw!r}",
+                             hint=f"fix {origin}") from None
+        origins[name] = origin
+
     def instance(self, name: str, body: Any, defaults: dict) -> Instance:
         where = f"instances.{name}"
         own = self.mapping(body or {}, where)
@@ -322,9 +367,10 @@ class _Reader:
                     values[key] = str(self._local_path(values[key]))
         if values.get("known_hosts") is None and values.get("transport", "ssh") == "ssh":
             values["known_hosts"] = str(self.base / "known_hosts")
-        env_imds = os.environ.get("ORCH_IMDS_URL")
-        if env_imds is not None and "imds_url" not in merged:
-            values["imds_url"] = env_imds or None
+        if "imds_url" not in merged:
+            self.from_variable(values, origins, "imds_url", "ORCH_IMDS_URL", str)
+        if "connect_timeout" not in merged:
+            self.from_variable(values, origins, "connect_timeout", "ORCH_SSH_CONNECT_TIMEOUT", float)
         for key in ("work_dir", "models_dir"):
             if key not in values:
                 raise InputError(f"{self.at(where)}instance {name}: `{key}` is required",
@@ -336,15 +382,28 @@ class _Reader:
 
     def job(self, name: str, body: Any) -> Job:
         where = f"jobs.{name}"
-        values, _ = self.build(Job, self.mapping(body or {}, where), where, {"name": name})
+        values, origins = self.build(Job, self.mapping(body or {}, where), where, {"name": name})
         for required in ("instance", "recipe", "dataset", "weights"):
             if required not in values:
                 raise InputError(f"{self.at(where)}job {name}: `{required}` is required")
         values["dataset"] = str(self._local_path(values["dataset"]))
         try:
-            return Job(**values)
+            return Job(**values, origins=origins)
         except InputError as exc:
             raise InputError(f"{self.at(where)}{exc.message}", exc.hint) from None
+
+    def s3(self, body: Any) -> dict[str, tuple[str | None, str]]:
+        """The top-level `s3:` section: field -> (value, origin)."""
+        body = self.mapping(body, "s3")
+        self.check_keys(body, "s3", set(S3_FIELDS))
+        out = {}
+        for name, raw in body.items():
+            origins: dict[str, str] = {}
+            value = self.value(raw, f"s3.{name}", str, origins, name)
+            out[name] = (value, origins[name])
+            if name in S3_SECRET_FIELDS:
+                register_secret(value)
+        return out
 
     def _local_path(self, value: str) -> Path:
         path = Path(os.path.expanduser(value))

@@ -385,10 +385,10 @@ def _address(instance) -> str:
 class _WeightsListing:
     """The job's S3 listing (controller side, for the disk check), run beside the SSH connection and probe."""
 
-    def __init__(self, instance, job):
+    def __init__(self, instance, job, s3):
         import threading
 
-        self.instance, self.job = instance, job
+        self.instance, self.job, self.s3 = instance, job, s3
         self.bytes: int | None = None
         self.files = 0
         self.error: OrchError | None = None
@@ -397,10 +397,9 @@ class _WeightsListing:
 
     def _list(self) -> None:
         try:
-            from .weights import list_weights, s3_settings
+            from .weights import list_weights
 
-            endpoint, region = s3_settings(self.instance, self.job)
-            self.files, self.bytes = list_weights(self.job.weights, endpoint, region)
+            self.files, self.bytes = list_weights(self.job.weights, self.s3)
         except OrchError as exc:
             self.error = exc
         except Exception as exc:  # noqa: BLE001 - reported as a check, never a crash
@@ -431,7 +430,8 @@ def _job_inputs_check(job) -> Check:
     return Check("job inputs", True, f"recipe {job.recipe} and dataset {Path(job.dataset).name} are valid")
 
 
-def run_preflight(instance, job=None, weights_bytes: int | None = None, *, transport=None) -> PreflightReport:
+def run_preflight(instance, job=None, weights_bytes: int | None = None, *, transport=None,
+                  s3=None) -> PreflightReport:
     """Check one instance. Never raises for a failure on the instance: it lands in the report.
 
     With `transport` (already connected), it is used and left open; otherwise one connection is made
@@ -444,12 +444,12 @@ def run_preflight(instance, job=None, weights_bytes: int | None = None, *, trans
         report.checks.append(_job_inputs_check(job))
     own = transport is None
     listing = None
-    if job is not None and weights_bytes is None and getattr(job, "weights", None):
+    if job is not None and weights_bytes is None and s3 is not None:
         if instance.transport == "ssh":
             from .transport.ssh import _paramiko
 
             _paramiko()  # before the listing thread imports boto3 (see _paramiko)
-        listing = _WeightsListing(instance, job)
+        listing = _WeightsListing(instance, job, s3)
     try:
         if own:
             transport = _connect(instance, report)
@@ -535,9 +535,9 @@ def _host_key_detail(transport) -> str:
 
 
 def run_many(targets: list[tuple], *, max_workers: int = 16) -> list[PreflightReport]:
-    """Preflight several (instance, job, weights_bytes) targets in parallel; one failure never hides another."""
+    """Preflight several (instance, job, weights_bytes, s3) targets in parallel; one failure never hides another."""
     if len(targets) == 1:
-        return [run_preflight(*targets[0])]
+        return [_safe(*targets[0])]
     from concurrent.futures import ThreadPoolExecutor
 
     if any(t[0].transport == "ssh" for t in targets):
@@ -549,9 +549,9 @@ def run_many(targets: list[tuple], *, max_workers: int = 16) -> list[PreflightRe
         return [f.result() for f in futures]
 
 
-def _safe(instance, job=None, weights_bytes=None) -> PreflightReport:
+def _safe(instance, job=None, weights_bytes=None, s3=None) -> PreflightReport:
     try:
-        return run_preflight(instance, job, weights_bytes)
+        return run_preflight(instance, job, weights_bytes, s3=s3)
     except Exception as exc:  # a bug for one host must not hide the others
         report = PreflightReport(instance.name, _address(instance), error=f"internal error: "
                                  f"{type(exc).__name__}: {exc}", exit_code=1)

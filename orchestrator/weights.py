@@ -5,19 +5,18 @@ through the transport), reads its JSON progress lines and shows a progress bar (
 stderr, and returns the sync's summary. Downstream code only ever sees the local path
 (`local_weights_path`): `models_dir/<last part of the S3 prefix>`, never `s3://` and never /tmp.
 
-Also here, for preflight: `list_weights(uri, endpoint, region)` lists the prefix from the controller
+Also here, for preflight: `list_weights(uri, s3)` lists the prefix from the controller
 (files, bytes), so the disk check knows how much room the weights need.
 
 Credentials: by default the instance uses its own role or profile. With `s3_credentials: forward` on the
-job, the controller's boto3 credentials are written to that one remote command's stdin (never its
-command line or environment, never the instance's disk, never printed). The endpoint is the job's
-`s3_endpoint`, else the instance's, else `AWS_ENDPOINT_URL_S3` / `AWS_ENDPOINT_URL` on the controller.
+job, the controller's credentials (`S3Settings.credentials`) are written to that one remote command's stdin
+(never its command line or environment, never the instance's disk, never printed). Endpoint and region are
+the ones the inventory resolved (`Inventory.s3_settings`, order documented in s3.py).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import posixpath
 import re
 import sys
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .errors import CheckFailed, InputError, OrchError, RemoteError
+from .s3 import S3Settings
 
 PAYLOAD_DIR = Path(__file__).resolve().parent.parent / "remote_payload"
 S3SYNC_MODULE = "remote_payload.s3sync"
@@ -59,36 +59,17 @@ def local_weights_path(instance, job) -> str:
     return posixpath.join(instance.models_dir.rstrip("/") or "/", weights_name(job.weights))
 
 
-def s3_settings(instance, job) -> tuple[str | None, str | None]:
-    """(endpoint, region) for the job: the job, then the instance, then the controller's environment."""
-    endpoint = (getattr(job, "s3_endpoint", None) or getattr(instance, "s3_endpoint", None)
-                or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None)
-    region = (getattr(job, "s3_region", None) or os.environ.get("AWS_REGION")
-              or os.environ.get("AWS_DEFAULT_REGION") or None)
-    return endpoint, region
-
-
 # ------------------------------------------------------------------------- controller-side listing
 
-def _client(endpoint: str | None, region: str | None):
-    import boto3
-    from botocore.config import Config
-
-    config = Config(region_name=region or "us-east-1", connect_timeout=5, read_timeout=30,
-                    retries={"mode": "standard", "max_attempts": 3},
-                    s3={"addressing_style": "path"} if endpoint else {})
-    return boto3.session.Session().client("s3", endpoint_url=endpoint or None, config=config)
-
-
-def list_weights(uri: str, endpoint: str | None = None, region: str | None = None) -> tuple[int, int]:
-    """(files, total bytes) under the job's prefix, listed with the controller's credentials.
+def list_weights(uri: str, s3: S3Settings) -> tuple[int, int]:
+    """(files, total bytes) under the job's prefix, listed with the controller's S3 settings.
 
     Raises InputError (bucket missing, empty prefix) or CheckFailed (access denied, no credentials,
     endpoint unreachable), each naming the URI and what to check."""
     bucket, prefix = parse_s3_uri(uri)
     files = total = 0
     try:
-        client = _client(endpoint, region)
+        client = s3.client()
         for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
             for item in page.get("Contents", ()):
                 if item["Key"].endswith("/"):
@@ -96,30 +77,27 @@ def list_weights(uri: str, endpoint: str | None = None, region: str | None = Non
                 files += 1
                 total += int(item["Size"])
     except Exception as exc:  # noqa: BLE001 - turned into one clear error
-        raise _listing_error(exc, uri, endpoint) from None
+        raise _listing_error(exc, uri, s3) from None
     if not files:
         raise InputError(f"no objects under {uri}: the prefix does not exist or is empty",
                          hint="check the job's `weights` URI")
     return files, total
 
 
-def weights_size(instance, job) -> int:
-    """Total bytes of the job's weights (for preflight's disk check)."""
-    endpoint, region = s3_settings(instance, job)
-    return list_weights(job.weights, endpoint, region)[1]
-
-
-def _listing_error(exc: Exception, uri: str, endpoint: str | None) -> OrchError:
+def _listing_error(exc: Exception, uri: str, s3: S3Settings) -> OrchError:
     from botocore.exceptions import ClientError, NoCredentialsError, PartialCredentialsError
     from botocore.exceptions import ConnectionError as BotoConnectionError
 
-    where = endpoint or "AWS S3"
+    where = s3.endpoint or "AWS S3"
+    if isinstance(exc, OrchError):
+        return exc
     if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
         return CheckFailed(f"no AWS credentials on this machine to list {uri}",
-                           hint="configure a profile or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY here")
+                           hint="put AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY in .env (or configure a profile)")
     if isinstance(exc, BotoConnectionError):
+        origin = f" (the endpoint comes from {s3.origins['endpoint']})" if s3.origins.get("endpoint") else ""
         return CheckFailed(f"cannot reach the S3 endpoint {where} to list {uri}: {exc}",
-                           hint="check s3_endpoint / AWS_ENDPOINT_URL and the network")
+                           hint=f"check s3_endpoint / AWS_ENDPOINT_URL{origin} and the network")
     if isinstance(exc, ClientError):
         err = exc.response.get("Error", {})
         code = str(err.get("Code") or "")
@@ -131,27 +109,6 @@ def _listing_error(exc: Exception, uri: str, endpoint: str | None) -> OrchError:
                                hint="these credentials need s3:ListBucket on the bucket")
         return CheckFailed(f"listing {uri} failed: {code or status}: {err.get('Message') or ''}".rstrip(": "))
     return CheckFailed(f"listing {uri} failed: {type(exc).__name__}: {exc}")
-
-
-def controller_credentials(region: str | None = None) -> dict[str, str]:
-    """The controller's boto3 credentials (env, profile, SSO, ...), for `s3_credentials: forward`."""
-    import boto3
-
-    from .settings import register_secret
-
-    creds = boto3.session.Session(region_name=region).get_credentials()
-    if creds is None:
-        raise CheckFailed("the job forwards the controller's AWS credentials (s3_credentials: forward), "
-                          "but this machine has none",
-                          hint="configure a profile or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY here, or set "
-                               "`s3_credentials: instance` to use the instance's own role")
-    frozen = creds.get_frozen_credentials()
-    doc = {"aws_access_key_id": frozen.access_key, "aws_secret_access_key": frozen.secret_key}
-    if frozen.token:
-        doc["aws_session_token"] = frozen.token
-    for value in doc.values():
-        register_secret(value)
-    return doc
 
 
 # ------------------------------------------------------------------------------- the remote command
@@ -166,14 +123,13 @@ def s3sync_source() -> str:
     return (files("remote_payload") / "s3sync.py").read_text()
 
 
-def s3sync_args(instance, job, *, dest: str | None = None, forward: bool = False, dry_run: bool = False,
-                extra: list[str] | tuple[str, ...] = ()) -> list[str]:
-    endpoint, region = s3_settings(instance, job)
+def s3sync_args(instance, job, s3: S3Settings, *, dest: str | None = None, forward: bool = False,
+                dry_run: bool = False, extra: list[str] | tuple[str, ...] = ()) -> list[str]:
     args = ["--source", job.weights, "--dest", dest or local_weights_path(instance, job), "--progress-json"]
-    if endpoint:
-        args += ["--endpoint", endpoint]
-    if region:
-        args += ["--region", region]
+    if s3.endpoint:
+        args += ["--endpoint", s3.endpoint]
+    if s3.region:
+        args += ["--region", s3.region]
     if forward:
         args.append("--creds-stdin")
     if dry_run:
@@ -279,7 +235,7 @@ def _mb(n: float) -> str:
     return human_bytes(n)
 
 
-def sync_weights(transport, instance, job, *, python: str | None = None, cwd: str | None = None,
+def sync_weights(transport, instance, job, s3: S3Settings, *, python: str | None = None, cwd: str | None = None,
                  progress: bool = True, dry_run: bool = False, dest: str | None = None,
                  extra_args: list[str] | tuple[str, ...] = (), say: Callable[[str], None] | None = None
                  ) -> dict[str, Any]:
@@ -293,8 +249,8 @@ def sync_weights(transport, instance, job, *, python: str | None = None, cwd: st
 
     say = say or default_say
     forward = getattr(job, "s3_credentials", "instance") == "forward"
-    creds = controller_credentials(s3_settings(instance, job)[1]) if forward else None
-    args = s3sync_args(instance, job, dest=dest, forward=forward, dry_run=dry_run, extra=extra_args)
+    creds = s3.credentials() if forward else None
+    args = s3sync_args(instance, job, s3, dest=dest, forward=forward, dry_run=dry_run, extra=extra_args)
     argv, workdir = remote_argv(instance, args, python=python, cwd=cwd)
     bar = _Progress(enabled=progress and console().is_terminal, say=say if progress else (lambda _m: None))
     proc = transport.open(argv, cwd=workdir)

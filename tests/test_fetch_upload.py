@@ -8,6 +8,7 @@ import pytest
 
 from orchestrator.errors import CheckFailed, InputError, OrchError
 from orchestrator.fetch import upload_adapter
+from orchestrator.s3 import S3Settings
 from orchestrator.transport.local import LocalTransport
 from tests.fixtures.s3server import moto_server, unique_bucket  # noqa: F401  (the session fixture)
 from tests.test_fetch_local import corrupt, fetch, make_run, sha256
@@ -32,7 +33,7 @@ def test_a_verified_adapter_is_uploaded_file_by_file_under_prefix_job_run_with_i
     client = s3.client()
     client.create_bucket(Bucket=bucket)
     mark = s3.mark()
-    result = upload_adapter(fetched, f"s3://{bucket}/nightly/", endpoint=s3.endpoint, region="us-east-1")
+    result = upload_adapter(fetched, f"s3://{bucket}/nightly/", S3Settings(endpoint=s3.endpoint, region="us-east-1"))
     base = f"nightly/demo/{fetched.name}/"
     assert result.uri == f"s3://{bucket}/{base}"
     local = sorted(p.relative_to(fetched).as_posix() for p in fetched.rglob("*") if p.is_file())
@@ -53,7 +54,7 @@ def test_a_verified_adapter_is_uploaded_file_by_file_under_prefix_job_run_with_i
 
 def test_uploading_to_a_bucket_that_does_not_exist_says_so(fetched, s3):
     with pytest.raises(OrchError, match=r"bucket 'orch-no-such-bucket' does not exist at http://127.0.0.1"):
-        upload_adapter(fetched, "s3://orch-no-such-bucket/x/", endpoint=s3.endpoint)
+        upload_adapter(fetched, "s3://orch-no-such-bucket/x/", S3Settings(endpoint=s3.endpoint))
 
 
 def test_a_local_copy_that_no_longer_matches_its_manifest_is_not_uploaded(fetched, s3):
@@ -62,11 +63,11 @@ def test_a_local_copy_that_no_longer_matches_its_manifest_is_not_uploaded(fetche
     client.create_bucket(Bucket=bucket)
     corrupt(fetched / "adapter" / "tokenizer.json")
     with pytest.raises(CheckFailed, match="no longer matches its manifest"):
-        upload_adapter(fetched, f"s3://{bucket}/x/", endpoint=s3.endpoint)
+        upload_adapter(fetched, f"s3://{bucket}/x/", S3Settings(endpoint=s3.endpoint))
     assert client.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
 
 
 @pytest.mark.parametrize("uri", ["https://bucket/x", "s3://", "s3://Bad_Bucket/x"])
 def test_an_upload_target_that_is_not_an_s3_uri_is_bad_input(fetched, uri):
     with pytest.raises(InputError):
-        upload_adapter(fetched, uri, endpoint="http://127.0.0.1:9")
+        upload_adapter(fetched, uri, S3Settings(endpoint="http://127.0.0.1:9"))

@@ -14,6 +14,7 @@ import pytest
 
 from orchestrator.errors import CheckFailed, InputError
 from orchestrator.inventory import Instance, Job
+from orchestrator.s3 import S3Settings
 from orchestrator.transport.local import LocalTransport
 from orchestrator.weights import list_weights, local_weights_path, s3sync_args, sync_weights
 from tests.fixtures.s3server import tree
@@ -22,6 +23,15 @@ from tests.fixtures.s3server import tree
 def local_instance(tmp_path, **fields) -> Instance:
     return Instance(name="box", transport="local", work_dir=str(tmp_path / "work"),
                     models_dir=str(tmp_path / "models"), imds_url=None, **fields)
+
+
+def s3_for(server) -> S3Settings:
+    return S3Settings(endpoint=server.endpoint, region="us-east-1")
+
+
+def s3_of(job) -> S3Settings:
+    """What the inventory resolves for a job that names its endpoint and region (keys: the environment's)."""
+    return S3Settings(endpoint=job.s3_endpoint, region=job.s3_region)
 
 
 def job_for(ws, server, **fields) -> Job:
@@ -65,7 +75,7 @@ def test_the_remote_command_carries_endpoint_and_region_but_never_credentials(tm
     instance = local_instance(tmp_path, s3_endpoint="http://127.0.0.1:9001")
     job = Job(name="j", instance="box", recipe="r", dataset="d", weights="s3://orch-bucket/m/",
               s3_region="eu-west-1", s3_credentials="forward")
-    args = s3sync_args(instance, job, forward=True)
+    args = s3sync_args(instance, job, S3Settings(endpoint="http://127.0.0.1:9001", region="eu-west-1"), forward=True)
     assert args[args.index("--endpoint") + 1] == "http://127.0.0.1:9001"       # inventory wins over env
     assert args[args.index("--region") + 1] == "eu-west-1"
     assert "--creds-stdin" in args
@@ -76,23 +86,23 @@ def test_the_remote_command_carries_endpoint_and_region_but_never_credentials(tm
 
 def test_list_weights_counts_files_and_bytes_under_the_prefix_for_the_disk_check(moto_server, weights_set):
     ws = weights_set()
-    files, total = list_weights(ws.uri, moto_server.endpoint, "us-east-1")
+    files, total = list_weights(ws.uri, s3_for(moto_server))
     assert files == len(ws.files()) and total == ws.total_bytes
 
 
 def test_list_weights_of_a_missing_bucket_or_empty_prefix_is_bad_input(moto_server, weights_set):
     ws = weights_set()
     with pytest.raises(InputError, match="does not exist"):
-        list_weights("s3://orch-no-such-bucket/m/", moto_server.endpoint, "us-east-1")
+        list_weights("s3://orch-no-such-bucket/m/", s3_for(moto_server))
     with pytest.raises(InputError, match="no objects under"):
-        list_weights(f"s3://{ws.bucket}/models/nothing-here/", moto_server.endpoint, "us-east-1")
+        list_weights(f"s3://{ws.bucket}/models/nothing-here/", s3_for(moto_server))
 
 
 def test_list_weights_with_an_unreachable_endpoint_is_a_failed_check(tmp_path):
     from tests.fixtures.s3server import free_port
 
     with pytest.raises(CheckFailed, match="cannot reach"):
-        list_weights("s3://orch-bucket/m/", f"http://127.0.0.1:{free_port()}", "us-east-1")
+        list_weights("s3://orch-bucket/m/", S3Settings(endpoint=f"http://127.0.0.1:{free_port()}", region="us-east-1"))
 
 
 # ----------------------------------------------------------------------------- sync through transports
@@ -101,12 +111,12 @@ def test_sync_weights_runs_one_command_on_the_instance_and_returns_its_summary(m
     ws = weights_set()
     instance, job = local_instance(tmp_path), job_for(ws, moto_server)
     transport = LocalTransport("box")
-    summary = sync_weights(transport, instance, job, progress=False)
+    summary = sync_weights(transport, instance, job, s3_of(job), progress=False)
     assert transport.commands_run == 1
     assert summary["ok"] and summary["dest"] == local_weights_path(instance, job)
     assert {r["path"] for r in summary["repaired"]} == {"config.json", "tokenizer_config.json"}
     assert tree(Path(summary["dest"])) == ws.files()
-    again = sync_weights(transport, instance, job, progress=False)
+    again = sync_weights(transport, instance, job, s3_of(job), progress=False)
     assert again["downloaded_files"] == 0 and again["requests"] == {"ListObjectsV2": 1}
 
 
@@ -118,7 +128,7 @@ def test_forwarded_credentials_reach_the_sync_on_stdin_only(rclone_server, tmp_p
     job = Job(name="j", instance="box", recipe="r", dataset="d", weights="s3://orch-forward/models/m/",
               s3_endpoint=rclone_server.endpoint, s3_region="us-east-1", s3_credentials="forward")
     transport = ScrubbedTransport()
-    summary = sync_weights(transport, instance, job, progress=False)
+    summary = sync_weights(transport, instance, job, s3_of(job), progress=False)
     assert summary["downloaded_files"] == 1
     assert not any(rclone_server.secret_key in part for argv in transport.argvs for part in argv)
     for path in Path(summary["dest"]).rglob("*"):
@@ -132,7 +142,7 @@ def test_without_forwarding_an_instance_lacking_credentials_fails_with_the_insta
     job = Job(name="j", instance="box", recipe="r", dataset="d", weights="s3://orch-noforward/models/m/",
               s3_endpoint=rclone_server.endpoint, s3_region="us-east-1")
     with pytest.raises(CheckFailed) as err:
-        sync_weights(ScrubbedTransport(), instance, job, progress=False)
+        sync_weights(ScrubbedTransport(), instance, job, s3_of(job), progress=False)
     assert "box: weights sync failed: no AWS credentials" in err.value.message
     assert "s3_credentials: forward" in err.value.hint
 
@@ -142,7 +152,7 @@ def test_bad_input_reported_by_the_instance_is_an_input_error(moto_server, weigh
     instance = local_instance(tmp_path)
     job = job_for(ws, moto_server, weights=f"s3://{ws.bucket}/models/none/")
     with pytest.raises(InputError, match="no objects under"):
-        sync_weights(LocalTransport("box"), instance, job, progress=False)
+        sync_weights(LocalTransport("box"), instance, job, s3_of(job), progress=False)
 
 
 def _python_for(account_uid: int, tmp_path: Path) -> str:
@@ -179,7 +189,7 @@ def test_through_the_ssh_transport_the_instance_syncs_with_forwarded_credentials
     job = job_for(ws, moto_server, s3_credentials="forward")
     transport = connect(instance)
     try:
-        summary = sync_weights(transport, instance, job, progress=True)
+        summary = sync_weights(transport, instance, job, s3_of(job), progress=True)
         assert transport.commands_run == 1
     finally:
         transport.close()
@@ -245,7 +255,7 @@ def test_an_instance_python_without_boto3_fails_saying_to_deploy_first(moto_serv
     no_site.chmod(0o755)
     instance = local_instance(tmp_path, python=str(no_site))
     with pytest.raises(CheckFailed) as err:
-        sync_weights(LocalTransport("box"), instance, job_for(ws, moto_server), progress=False)
+        sync_weights(LocalTransport("box"), instance, job_for(ws, moto_server), s3_for(moto_server), progress=False)
     assert "botocore is not installed" in err.value.message
     assert "orch deploy" in err.value.hint
 

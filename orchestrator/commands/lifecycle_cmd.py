@@ -24,17 +24,17 @@ def connected(instance):
         transport.close()
 
 
-def _preflight_gate(transport, job, instance, force: bool) -> str | None:
+def _preflight_gate(transport, job, instance, s3, force: bool) -> str | None:
     """Preflight over the open connection: refuse on failure unless --force; return the NVIDIA driver version."""
     from ..preflight import run_preflight
 
-    report = run_preflight(instance, job, transport=transport)
+    report = run_preflight(instance, job, transport=transport, s3=s3)
     if not report.ok:
         failed = [c for c in report.checks if not c.ok]
         reasons = "; ".join(f"{c.name}: {c.detail}" for c in failed) or (report.error or "unreachable")
         if not force:
             raise CheckFailed(f"preflight failed on {instance.name}: {reasons}",
-                              hint=f"fix it (see `orch preflight {job.name}`), or pass --force to train anyway")
+                              hint=f"fix it (see `orch preflight {job.name}`), or pass --force to go on anyway")
         say(f"preflight failed on {instance.name} ({reasons}); going on because of --force", style="yellow")
     gpus = (report.probe or {}).get("gpus") or []
     return gpus[0].get("driver_version") if gpus else None
@@ -44,18 +44,20 @@ def _preflight_gate(transport, job, instance, force: bool) -> str | None:
 @click.argument("job", required=False)
 @click.option("--instance", help="Instance name from the inventory.")
 @click.option("--no-weights", is_flag=True, help="Skip the weights sync.")
+@click.option("--force", is_flag=True, help="Deploy even when preflight fails.")
 @common
-def deploy(app: App, job, instance, no_weights):
+def deploy(app: App, job, instance, no_weights, force):
     """Ship the payload bundle, build or reuse its venv, sync the weights. Idempotent."""
     from ..bundle import check_job_inputs
     from ..deploy import deploy as run_deploy
 
     found_job, target = app.inventory.resolve(job, instance)
     check_job_inputs(found_job)  # bad input exits 2 here, before the instance is touched
+    s3 = app.inventory.s3_settings(found_job, target)
     with connected(target) as transport:
-        driver = _preflight_gate(transport, found_job, target, force=False)
-        result = run_deploy(transport, target, found_job, driver_version=driver, sync_weights=not no_weights,
-                            progress=not app.json, say=say)
+        driver = _preflight_gate(transport, found_job, target, s3, force)
+        result = run_deploy(transport, target, found_job, s3=s3, driver_version=driver,
+                            sync_weights=not no_weights, progress=not app.json, say=say)
     if app.json:
         emit_json({"ok": True, **result.to_json()})
         return
@@ -81,9 +83,11 @@ def train(app: App, job, instance, follow, resume, extra_epochs, force):
 
     found_job, target = app.inventory.resolve(job, instance)
     check_job_inputs(found_job)  # bad input exits 2 here, before the instance is touched
+    s3 = app.inventory.s3_settings(found_job, target)
     with connected(target) as transport:
-        driver = _preflight_gate(transport, found_job, target, force)
-        deployed = run_deploy(transport, target, found_job, driver_version=driver, progress=not app.json, say=say)
+        driver = _preflight_gate(transport, found_job, target, s3, force)
+        deployed = run_deploy(transport, target, found_job, s3=s3, driver_version=driver, progress=not app.json,
+                              say=say)
         started = start_training(transport, target, found_job, deployed, resume=resume, extra_epochs=extra_epochs)
         say(f"run {started.run_id} {'resumed' if resume else 'started'} on {target.name} (pid {started.pid})",
             style="green")
@@ -288,8 +292,8 @@ def fetch_adapter(app: App, job, instance, run_id, dest, upload):
     if upload:
         from ..fetch import upload_adapter
 
-        uploaded = upload_adapter(Path(result.dest), upload, endpoint=found_job.s3_endpoint if found_job else None,
-                                  region=found_job.s3_region if found_job else None, progress=not app.json)
+        uploaded = upload_adapter(Path(result.dest), upload, app.inventory.s3_settings(found_job, target),
+                                  progress=not app.json)
         doc["upload"] = uploaded.to_json()
     if app.json:
         emit_json(doc)

@@ -10,13 +10,6 @@ from ..output import console, emit_json, say
 from ..settings import mask
 
 
-def preflight_report(app: App, job, instance, weights_bytes: int | None = None):
-    """Preflight one instance for `job` (used by deploy/train before they touch the box)."""
-    from ..preflight import run_preflight
-
-    return run_preflight(instance, job, weights_bytes)
-
-
 def _unresolved_report(name: str, exc: InputError):
     from ..preflight import Check, PreflightReport
 
@@ -53,12 +46,13 @@ def preflight(app: App, job, instance, all_instances):
         targets = []
         for name in names:
             try:
-                targets.append((inventory.instance(name), _bound_job(inventory, name), None))
+                target, bound = inventory.instance(name), _bound_job(inventory, name)
+                targets.append((target, bound, None, inventory.s3_settings(bound, target) if bound else None))
             except InputError as exc:  # e.g. its .env variable is missing: report it, check the others
                 unresolved.append(_unresolved_report(name, exc))
     else:
         found_job, target = inventory.resolve(job, instance, need_job=False)
-        targets = [(target, found_job, None)]
+        targets = [(target, found_job, None, inventory.s3_settings(found_job, target) if found_job else None)]
     reports = run_many(targets) if targets else []
     if unresolved:
         order = {name: i for i, name in enumerate(names)}

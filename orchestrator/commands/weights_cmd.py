@@ -25,7 +25,8 @@ def sync_weights_cmd(app: App, job, instance, dry_run):
     found_job, target = app.inventory.resolve(job, instance)
     transport = connect(target)
     try:
-        summary = sync_weights(transport, target, found_job, progress=not app.json, dry_run=dry_run)
+        summary = sync_weights(transport, target, found_job, app.inventory.s3_settings(found_job, target),
+                               progress=not app.json, dry_run=dry_run)
     finally:
         transport.close()
     path = local_weights_path(target, found_job)
