@@ -60,11 +60,14 @@ def make_adapter(run_dir: Path, size_mb: int) -> int:
     (run_dir / "metrics.jsonl").write_text("".join(json.dumps({"step": i, "loss": 1.0 / (i + 1)}) + "\n"
                                                    for i in range(2000)))
     (run_dir / "exit_code").write_text(json.dumps({"exit_code": 0}) + "\n")
+    (run_dir / "supervise.json").write_text(json.dumps({"run_id": run_dir.name, "job": "bench", "started_at": 1.0}))
+    (run_dir / "pid").write_text("999999999\n")
     for folder, _dirs, names in os.walk(run_dir):
         os.chmod(folder, 0o755)
         for n in names:
             os.chmod(os.path.join(folder, n), 0o644)
-    return sum(p.stat().st_size for p in run_dir.rglob("*") if p.is_file() and p.name != "exit_code")
+    return sum(p.stat().st_size for p in run_dir.rglob("*") if p.is_file()
+               and p.name not in ("exit_code", "supervise.json", "pid"))
 
 
 def instance_for(server: SshServer, name: str) -> Instance:
@@ -130,18 +133,23 @@ def bench_deploy(server: SshServer, say) -> dict:
     """A no-change `orch deploy` over the loopback sshd: the second of two deploys of the demo job.
 
     The venv is marked present beforehand (building it means a pip install of torch, not what this measures)
-    and the weights sync is left out (bench/sync.py measures it): what is timed is the bundle build, the
-    presence check and the decision to send nothing.
+    and the weights sync is left out (bench/sync.py measures it): what is timed is building the archives, the
+    one install command (lock, verification of the payload and the inputs against their file lists, the
+    venv check) and the decision to send nothing.
     """
-    from orchestrator.bundle import build_bundle
-    from orchestrator.deploy import RemoteLayout, deploy
+    import hashlib
+
+    from orchestrator.bundle import PAYLOAD_DIR, requirements_hash
+    from orchestrator.deploy import deploy
+    from orchestrator.layout import Layout
 
     instance = instance_for(server, "bench-deploy")
     job = Job(name="demo", instance=instance.name, recipe="tiny-verbosity",
               dataset=str(ROOT / "training_data" / "verbosity_demo.jsonl"), weights="s3://orch-demo/tiny-qwen3/")
-    venv = Path(RemoteLayout(instance.work_dir).venv(build_bundle(job).requirements_hash))
-    venv.mkdir(parents=True)
-    (venv / ".complete").touch()
+    venv = Path(Layout(instance.work_dir).venv(requirements_hash()))
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").symlink_to(sys.executable)
+    (venv / ".complete").write_text(hashlib.sha256((PAYLOAD_DIR / "requirements.txt").read_bytes()).hexdigest())
     subprocess.run(["chown", "-R", f"{server.user}:", str(Path(instance.work_dir) / "venvs")], check=False)
     with connect(instance) as transport:
         first = deploy(transport, instance, job, sync_weights=False, progress=False)

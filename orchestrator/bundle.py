@@ -1,11 +1,16 @@
-"""The bundle shipped to an instance: `remote_payload/`, the job's `job.json` and its dataset.
+"""What a deploy ships: the payload code, and a job's inputs -- two content-addressed tar archives.
 
-Built as a deterministic tar (sorted names, zeroed owners and times), so the same inputs give the same
-bytes and the same id: the id is the content's sha256, and an unchanged deploy sends nothing.
+Both are deterministic tars (sorted names, zeroed owners and times), so the same inputs give the same bytes
+and the same id (the content's sha256): an unchanged deploy sends nothing. Each archive carries its own file
+list (`.files.json`: path -> sha256), which the instance checks before it trusts a folder.
+
+The payload archive is built from an allowlist -- the package's own files, the same patterns pyproject.toml
+installs (`PACKAGE_FILES`) -- so a stray `.env` or key dropped into `remote_payload/` never travels.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -17,23 +22,72 @@ from .errors import InputError
 from .inventory import Job
 
 PAYLOAD_DIR = Path(__file__).resolve().parent.parent / "remote_payload"
-SKIP = {"__pycache__", ".pytest_cache"}
+# Non-Python files of the package (the same globs as [tool.setuptools.package-data] in pyproject.toml; a test
+# checks they agree). Python files travel when they sit in a package folder (one with an __init__.py).
+PACKAGE_FILES = ("requirements*.txt", "*.md", "data/*.jsonl", "data/*.txt")
+FILE_LIST = ".files.json"
 
 
-@dataclass
-class Bundle:
+@dataclass(frozen=True)
+class Archive:
     id: str                     # sha256[:16] of the tar bytes
     data: bytes
-    requirements_hash: str      # names the venv on the instance
-    dataset_name: str
+    files: int
 
     @property
     def size(self) -> int:
         return len(self.data)
 
 
+def payload_source(name: str) -> bytes:
+    """A file of remote_payload/ (the source tree's, or the installed package's)."""
+    here = PAYLOAD_DIR / name
+    if here.is_file():
+        return here.read_bytes()
+    from importlib.resources import files
+
+    return (files("remote_payload") / name).read_bytes()
+
+
 def requirements_hash(payload_dir: Path = PAYLOAD_DIR) -> str:
     return hashlib.sha256((payload_dir / "requirements.txt").read_bytes()).hexdigest()[:16]
+
+
+def payload_files(payload_dir: Path = PAYLOAD_DIR) -> list[str]:
+    """The package's own files, relative to `payload_dir`, sorted: what the payload archive holds."""
+    found = set()
+    for path in payload_dir.rglob("*.py"):
+        rel = path.relative_to(payload_dir)
+        if any(part.startswith((".", "__pycache__")) for part in rel.parts):
+            continue
+        if all((payload_dir / Path(*rel.parts[:i]) / "__init__.py").is_file() for i in range(len(rel.parts))):
+            found.add(rel.as_posix())
+    for pattern in PACKAGE_FILES:
+        found |= {p.relative_to(payload_dir).as_posix() for p in payload_dir.glob(pattern) if p.is_file()}
+    return sorted(found)
+
+
+def _tar(files: dict[str, tuple[bytes, int]]) -> Archive:
+    listing = {name: hashlib.sha256(data).hexdigest() for name, (data, _) in files.items()}
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name in sorted(files):
+            data, mode = files[name]
+            _add(tar, name, data, mode)
+        _add(tar, FILE_LIST, json.dumps({"files": listing}, indent=1, sort_keys=True).encode())
+    data = buf.getvalue()
+    return Archive(hashlib.sha256(data).hexdigest()[:16], data, len(files))
+
+
+@functools.lru_cache(maxsize=4)
+def build_payload(payload_dir: Path = PAYLOAD_DIR) -> Archive:
+    """The payload code: `remote_payload/<file>` for every allowlisted file."""
+    files = {}
+    for rel in payload_files(payload_dir):
+        path = payload_dir / rel
+        mode = 0o755 if path.stat().st_mode & 0o100 else 0o644
+        files[f"remote_payload/{rel}"] = (path.read_bytes(), mode)
+    return _tar(files)
 
 
 def check_job_inputs(job: Job) -> None:
@@ -59,29 +113,16 @@ def check_job_inputs(job: Job) -> None:
                          hint=exc.hint or f"fix jobs.{job.name} in the inventory or the file it names") from None
 
 
-def build_bundle(job: Job, payload_dir: Path = PAYLOAD_DIR) -> Bundle:
-    """The job's bundle. Its inputs were checked by `check_job_inputs` before anything connected."""
+def build_job_inputs(job: Job) -> Archive:
+    """The job's inputs: `job.json` and `data/<dataset>` (checked by `check_job_inputs` before anything connects)."""
     dataset = Path(job.dataset)
     if not dataset.is_file():
         raise InputError(f"job {job.name}: dataset {dataset} not found",
                          hint=f"fix jobs.{job.name}.dataset in the inventory (or the variable it uses)")
     dataset_name = f"data/{dataset.name}"
     job_doc = {"job": job.name, "recipe": job.recipe, "overrides": job.overrides, "dataset": dataset_name}
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for path in sorted(_payload_files(payload_dir)):
-            _add(tar, f"remote_payload/{path.relative_to(payload_dir).as_posix()}", path.read_bytes(),
-                 0o755 if path.suffix == ".py" and path.stat().st_mode & 0o100 else 0o644)
-        _add(tar, "job.json", json.dumps(job_doc, indent=2, sort_keys=True).encode())
-        _add(tar, dataset_name, dataset.read_bytes())
-    data = buf.getvalue()
-    return Bundle(hashlib.sha256(data).hexdigest()[:16], data, requirements_hash(payload_dir), dataset_name)
-
-
-def _payload_files(root: Path):
-    for path in root.rglob("*"):
-        if path.is_file() and not SKIP.intersection(path.relative_to(root).parts) and path.suffix != ".pyc":
-            yield path
+    return _tar({"job.json": (json.dumps(job_doc, indent=2, sort_keys=True).encode(), 0o644),
+                 dataset_name: (dataset.read_bytes(), 0o644)})
 
 
 def _add(tar: tarfile.TarFile, name: str, content: bytes, mode: int = 0o644) -> None:

@@ -21,7 +21,8 @@ def run_eval(transport: Transport, instance: Instance, run: dict, gate: float) -
     argv = [meta["python"], "-m", "remote_payload.evaluate", "--model-dir", meta["model_dir"],
             "--adapter", posixpath.join(run_dir, "adapter"), "--out", posixpath.join(run_dir, "eval.json"),
             "--gate", str(gate), "--json"]
-    result = transport.run(argv, cwd=meta["bundle"], check=False, timeout=3600)
+    result = transport.run(argv, cwd=meta.get("cwd") or meta.get("payload") or meta.get("bundle"), check=False,
+                           timeout=3600)
     try:
         return json.loads(result.text)
     except ValueError:

@@ -96,13 +96,9 @@ def _mib_gb(mib: int | None) -> str:
 # ---------------------------------------------------------------------- the probe
 
 def probe_script() -> bytes:
-    """remote_payload/probe.py, from the source tree or the installed package."""
-    here = Path(__file__).resolve().parent.parent / "remote_payload" / "probe.py"
-    if here.is_file():
-        return here.read_bytes()
-    from importlib.resources import files
+    from .bundle import payload_source
 
-    return (files("remote_payload") / "probe.py").read_bytes()
+    return payload_source("probe.py")
 
 
 def weights_dir(instance, job) -> str | None:
@@ -120,11 +116,17 @@ def weights_dir(instance, job) -> str | None:
 def probe_params(instance, job=None) -> dict:
     params = {"paths": {"models_dir": instance.models_dir, "work_dir": instance.work_dir, "tmp": "/tmp"},
               "work_dir": instance.work_dir, "imds_url": instance.imds_url or None,
-              "imds_timeout": IMDS_TIMEOUT_S}
+              "imds_timeout": IMDS_TIMEOUT_S, "runstate_source": _runstate_source()}
     wdir = weights_dir(instance, job)
     if wdir:
         params["sizes"] = {"weights": wdir}
     return params
+
+
+def _runstate_source() -> str:
+    from .bundle import payload_source
+
+    return payload_source("runstate.py").decode()
 
 
 def run_probe(transport, instance, job=None) -> dict:
@@ -216,11 +218,22 @@ def evaluate(instance, probe: dict, job=None, weights_bytes: int | None = None) 
         add(Check("active runs", False, f"{name}: cannot list {runs.get('runs_dir')}: {runs['error']}",
                   f"check the permissions of {instance.work_dir} (from {instance.origin('work_dir')})"))
     elif active:
-        desc = ", ".join(f"{r['run_id']} (pid {r['pid']}"
-                         + (f", heartbeat {r['heartbeat_age_s']:.0f} s ago)" if r.get("heartbeat_age_s") is not None
-                            else ")") for r in active)
-        add(Check("active runs", False, f"{name}: an orch run is still active: {desc}",
-                  f"wait for it (`orch status --instance {name}`) or stop it (`orch stop --instance {name}`)"))
+        running = [r for r in active if r.get("state") != "unknown"]
+        unknown = [r for r in active if r.get("state") == "unknown"]
+        parts = []
+        if running:
+            parts.append("an orch run is still active: " + ", ".join(
+                f"{r['run_id']} (job {r.get('job') or '?'}, pid {r['pid']}"
+                + (f", heartbeat {r['heartbeat_age_s']:.0f} s ago)" if r.get("heartbeat_age_s") is not None
+                   else ")") for r in running))
+        if unknown:
+            parts.append("possibly active, state unknown: " + ", ".join(
+                f"{r['run_id']} ({r.get('reason')})" for r in unknown))
+        fix = f"wait for it (`orch status --instance {name}`) or stop it (`orch stop --instance {name}`)"
+        if unknown:
+            fix += (f"; a run in an unknown state has a damaged file in its folder under {instance.work_dir}/runs: "
+                    "look at it, then repair or remove that run's folder")
+        add(Check("active runs", False, f"{name}: " + "; ".join(parts), fix))
     else:
         add(Check("active runs", True, "no orch run active"))
     return checks
@@ -341,9 +354,14 @@ def _disk_checks(instance, probe: dict, job, weights_bytes: int | None) -> list[
                    + (f" ({human_bytes(present)} of {human_bytes(weights_bytes)} already there)" if present else "")
                    + f" + {_gb(CHECKPOINT_HEADROOM)} for checkpoints")
     d, where = measured("models_dir")
+    user = (probe.get("host") or {}).get("user") or "the login user"
     if d.get("error") or d.get("free_bytes") is None:
         checks.append(Check("disk: models dir", False, f"{name}: cannot measure {where}: {d.get('error')}",
                             f"models_dir comes from {instance.origin('models_dir')}"))
+    elif d.get("writable") is False:
+        checks.append(Check("disk: models dir", False, f"{name}: {user} cannot write to {where}",
+                            f"give {user} write access there (e.g. `sudo chown -R {user} {d.get('measured_at')}`), "
+                            f"or point models_dir at a folder it owns ({instance.origin('models_dir')})"))
     elif d["free_bytes"] < need:
         checks.append(Check("disk: models dir", False,
                             f"{name}: {_gb(d['free_bytes'])} free of {_gb(d['total_bytes'])} in {where}; "
@@ -356,9 +374,14 @@ def _disk_checks(instance, probe: dict, job, weights_bytes: int | None) -> list[
                                                       f"in {where}; need {_gb(need)} ({why})"))
 
     d, where = measured("work_dir")
+    user = (probe.get("host") or {}).get("user") or "the login user"
     if d.get("error") or d.get("free_bytes") is None:
         checks.append(Check("disk: work dir", False, f"{name}: cannot measure {where}: {d.get('error')}",
                             f"work_dir comes from {instance.origin('work_dir')}"))
+    elif d.get("writable") is False:
+        checks.append(Check("disk: work dir", False, f"{name}: {user} cannot write to {where}",
+                            f"give {user} write access there (e.g. `sudo chown -R {user} {d.get('measured_at')}`), "
+                            f"or point work_dir at a folder it owns ({instance.origin('work_dir')})"))
     else:
         checks.append(Check("disk: work dir", True, f"{_gb(d['free_bytes'])} free of {_gb(d['total_bytes'])} in {where}"))
 

@@ -1,8 +1,8 @@
 """Runs on an instance: start one detached, follow it, ask its state, stop it.
 
-All of it goes through `remote_payload/supervise.py` (stdlib). `start` runs the bundle's copy; the
-questions (`status`, `tail`, `stop`) send its source with `python3 -c`, so they work on any instance,
-deployed or not, in one round trip each.
+All of it goes through `remote_payload/supervise.py` (stdlib), run from the deployed payload folder (see
+remote.py); what state a run is in is decided there, by `remote_payload/runstate.py`. Commands about one run
+use the payload folder that started it, so the code reading a run is the code that wrote it.
 """
 
 from __future__ import annotations
@@ -13,30 +13,30 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from .bundle import PAYLOAD_DIR
-from .deploy import DeployResult, RemoteLayout
-from .errors import CheckFailed, InputError, RemoteError
+from .deploy import DeployResult
+from .errors import CheckFailed, InputError, OrchError, RemoteError
 from .inventory import Instance, Job
+from .remote import Remote
 from .transport.base import Transport
 
-SUPERVISE = PAYLOAD_DIR / "supervise.py"
-FINAL_STATES = ("finished", "failed", "stopped", "lost")
+FOLLOW_RETRIES = 8           # reconnects in a row without progress before following gives up
 
 
 def new_run_id(job: str) -> str:
     return f"{job}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{secrets.token_hex(2)}"
 
 
-def _supervise(transport: Transport, instance: Instance, *args: str, check: bool = True):
-    return transport.run([instance.python, "-c", SUPERVISE.read_text(), *args], check=check)
+def _payload_of(run: dict) -> str | None:
+    return (run.get("meta") or {}).get("payload")
 
 
 def list_runs(transport: Transport, instance: Instance, *, job: str | None = None,
               run_id: str | None = None) -> list[dict]:
-    args = ["status", "--runs-dir", RemoteLayout(instance.work_dir).runs]
+    remote = Remote(transport, instance)
+    args = ["status", "--runs-dir", remote.layout.runs]
     args += ["--job", job] if job else []
     args += ["--run", run_id] if run_id else []
-    return json.loads(_supervise(transport, instance, *args).text)["runs"]
+    return remote.json("supervise", *args, what="listing the runs")["runs"]
 
 
 def find_run(transport: Transport, instance: Instance, *, job: str | None, run_id: str | None) -> dict:
@@ -61,35 +61,34 @@ class Started:
 
 def start_training(transport: Transport, instance: Instance, job: Job, deployed: DeployResult, *,
                    resume: bool = False, extra_epochs: int | None = None) -> Started:
-    layout = RemoteLayout(instance.work_dir)
+    remote = Remote(transport, instance)
     if resume:
         previous = find_run(transport, instance, job=job.name, run_id=None)
         if previous["state"] in ("running", "starting"):
             raise CheckFailed(f"{instance.name}: run {previous['run_id']} of {job.name} is still running",
                               hint=f"follow it with `orch logs --run {previous['run_id']} --follow`")
+        if previous["state"] == "unknown":
+            raise CheckFailed(f"{instance.name}: the state of run {previous['run_id']} is unknown: "
+                              f"{previous.get('reason')}", hint="look at that run's folder on the instance first")
         if not previous["checkpoints"]:
             raise CheckFailed(f"{instance.name}: run {previous['run_id']} has no checkpoint to resume from",
                               hint=f"start afresh with `orch train {job.name}`")
         run_id, resumes = previous["run_id"], (previous["meta"].get("resumes") or 0) + 1
     else:
         run_id, resumes = new_run_id(job.name), 0
-    run_dir = layout.run(run_id)
+    run_dir = remote.layout.run(run_id)
     payload = [deployed.python, "-m", "remote_payload.train", "--job",
-               posixpath.join(deployed.bundle_dir, "job.json"), "--model-dir", deployed.model_dir,
+               posixpath.join(deployed.job_dir, "job.json"), "--model-dir", deployed.model_dir,
                "--run-dir", run_dir]
     payload += ["--resume"] if resume else []
     payload += ["--extra-epochs", str(extra_epochs)] if extra_epochs else []
-    meta = {"run_id": run_id, "job": job.name, "bundle": deployed.bundle_dir, "python": deployed.python,
-            "model_dir": deployed.model_dir, "gpu": job.gpu, "cwd": deployed.bundle_dir, "resumes": resumes,
+    meta = {"run_id": run_id, "job": job.name, "payload": deployed.bundle_dir, "job_dir": deployed.job_dir,
+            "python": deployed.python, "model_dir": deployed.model_dir, "gpu": job.gpu,
+            "cwd": deployed.bundle_dir, "resumes": resumes,
             "env": {"PYTHONUNBUFFERED": "1", "CUDA_VISIBLE_DEVICES": str(job.gpu)}}
-    supervise = posixpath.join(deployed.bundle_dir, "remote_payload", "supervise.py")
-    result = transport.run([instance.python, supervise, "start", "--run-dir", run_dir,
-                            "--lock", layout.lock(job.gpu), "--meta", json.dumps(meta), "--", *payload],
-                           check=False)
-    try:
-        answer = json.loads(result.text.strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        raise RemoteError(f"{instance.name}: starting the run failed: {result.err_text.strip()[-500:]}") from None
+    answer = remote.json("supervise", "start", "--run-dir", run_dir, "--lock", remote.layout.gpu_lock(job.gpu),
+                         "--meta", json.dumps(meta), "--", *payload, what="starting the run",
+                         payload_dir=deployed.bundle_dir)
     if answer.get("busy"):
         holder = answer.get("holder") or {}
         raise CheckFailed(f"{instance.name}: GPU {job.gpu} is busy with run {holder.get('run_id', '?')} "
@@ -102,41 +101,57 @@ def start_training(transport: Transport, instance: Instance, job: Job, deployed:
 
 
 def stop_run(transport: Transport, instance: Instance, run: dict, grace: float) -> dict:
-    result = _supervise(transport, instance, "stop", "--run-dir", run["run_dir"], "--grace", str(grace))
-    return json.loads(result.text)
+    answer = Remote(transport, instance).json("supervise", "stop", "--run-dir", run["run_dir"], "--grace", str(grace),
+                                              what="stopping the run", payload_dir=_payload_of(run))
+    if not answer.get("ok"):
+        raise CheckFailed(f"{instance.name}: {answer.get('error')}",
+                          hint=f"look at {run['run_dir']} on the instance: repair or remove the damaged file")
+    return answer
 
 
 def follow(transport_factory, instance: Instance, run_dir: str, *, offset: int = 0, follow: bool = True,
-           on_log=print, on_metric=lambda m: None, retries: int = 5) -> tuple[dict, int]:
+           on_log=print, on_metric=lambda m: None, payload_dir: str | None = None,
+           retries: int = FOLLOW_RETRIES, sleep=time.sleep) -> tuple[dict, int]:
     """Stream the run's log from byte `offset`; re-attach after a dropped connection, by offset, so no
-    line is lost or repeated. Returns the final state and the offset reached."""
-    attempt = 0
+    line is lost or repeated. A failed reconnect is retried too; the count restarts whenever a connection
+    carried the stream forward. Returns the final state and the offset reached."""
+    failures = 0
+    last_error: OrchError | Exception | None = None
     while True:
-        transport = transport_factory()
-        proc = transport.open([instance.python, "-c", SUPERVISE.read_text(), "tail", "--run-dir", run_dir,
-                               "--offset", str(offset)] + (["--follow"] if follow else []))
-        proc.close_stdin()
+        transport = None
+        progressed = False
         try:
-            while True:
-                line = proc.readline()
-                if not line:
-                    break
-                event = json.loads(line)
-                if "log" in event:
-                    on_log(event["log"])
-                    offset = event["offset"]
-                elif "metric" in event:
-                    on_metric(event["metric"])
-                elif "end" in event:
-                    return event["end"], event["offset"]
-        except (OSError, EOFError, ValueError):
-            pass
+            transport = transport_factory()
+            proc = Remote(transport, instance).open("supervise", "tail", "--run-dir", run_dir, "--offset",
+                                                    str(offset), *(["--follow"] if follow else []),
+                                                    payload_dir=payload_dir)
+            proc.close_stdin()
+            try:
+                while True:
+                    line = proc.readline()
+                    if not line:
+                        break
+                    event = json.loads(line)
+                    if "log" in event:
+                        on_log(event["log"])
+                        offset, progressed = event["offset"], True
+                    elif "metric" in event:
+                        on_metric(event["metric"])
+                    elif "alive" in event:
+                        progressed = True
+                    elif "end" in event:
+                        return event["end"], event["offset"]
+            finally:
+                proc.kill()
+        except (OrchError, OSError, EOFError, ValueError) as exc:
+            last_error = exc
         finally:
-            proc.kill()
-        transport.close()  # dropped: the next attempt gets a fresh connection
-        attempt += 1
-        if attempt > retries:
-            raise RemoteError(f"{instance.name}: lost the connection while following {run_dir}",
+            if transport is not None:
+                transport.close()   # dropped: the next attempt gets a fresh connection
+        failures = 0 if progressed else failures + 1
+        if failures > retries:
+            why = f" ({last_error})" if last_error else ""
+            raise RemoteError(f"{instance.name}: lost the connection while following {run_dir}{why}",
                               hint=f"the run goes on; re-attach with `orch logs --run "
                                    f"{posixpath.basename(run_dir)} --follow`")
-        time.sleep(min(2 ** attempt, 10) * 0.5)
+        sleep(min(2 ** failures, 10) * 0.5)

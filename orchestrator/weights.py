@@ -19,15 +19,12 @@ from __future__ import annotations
 import json
 import posixpath
 import re
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable
 
 from .errors import CheckFailed, InputError, OrchError, RemoteError
 from .s3 import S3Settings
 
-PAYLOAD_DIR = Path(__file__).resolve().parent.parent / "remote_payload"
 S3SYNC_MODULE = "remote_payload.s3sync"
 BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
 
@@ -113,19 +110,11 @@ def _listing_error(exc: Exception, uri: str, s3: S3Settings) -> OrchError:
 
 # ------------------------------------------------------------------------------- the remote command
 
-def s3sync_source() -> str:
-    """remote_payload/s3sync.py (self-contained), from the source tree or the installed package."""
-    here = PAYLOAD_DIR / "s3sync.py"
-    if here.is_file():
-        return here.read_text()
-    from importlib.resources import files
-
-    return (files("remote_payload") / "s3sync.py").read_text()
-
-
 def s3sync_args(instance, job, s3: S3Settings, *, dest: str | None = None, forward: bool = False,
-                dry_run: bool = False, extra: list[str] | tuple[str, ...] = ()) -> list[str]:
+                dry_run: bool = False, lock: str | None = None, extra: list[str] | tuple[str, ...] = ()) -> list[str]:
     args = ["--source", job.weights, "--dest", dest or local_weights_path(instance, job), "--progress-json"]
+    if lock:
+        args += ["--lock", lock]
     if s3.endpoint:
         args += ["--endpoint", s3.endpoint]
     if s3.region:
@@ -135,40 +124,6 @@ def s3sync_args(instance, job, s3: S3Settings, *, dest: str | None = None, forwa
     if dry_run:
         args.append("--dry-run")
     return args + list(extra)
-
-
-def remote_argv(instance, args: list[str], *, python: str | None, cwd: str | None) -> tuple[list[str], str | None]:
-    """The command that runs s3sync on the instance, and the folder to run it in.
-
-    From a deployed bundle (`cwd` = bundle dir, `python` = its venv): `python -m remote_payload.s3sync`.
-    Standalone (`orch sync-weights` before any deploy): run by the instance's payload env when it exists
-    (python_env, or the venv deploy builds), else its python; over SSH the module's source travels in
-    the command (`-c`), on a local instance it is imported from this checkout."""
-    if cwd is not None:
-        return [python or _fallback_python(instance), "-m", S3SYNC_MODULE, *args], cwd
-    local = getattr(instance, "transport", "ssh") == "local"
-    code, workdir = (["-m", S3SYNC_MODULE], str(PAYLOAD_DIR.parent)) if local else (["-c", s3sync_source()], None)
-    if python is not None:
-        return [python, *code, *args], workdir
-    candidates = []
-    if getattr(instance, "python_env", None):
-        candidates.append(posixpath.join(instance.python_env, "bin", "python"))
-    try:
-        from .bundle import requirements_hash
-
-        candidates.append(posixpath.join(instance.work_dir, "venvs", requirements_hash(), "bin", "python"))
-    except (ImportError, OSError):
-        pass
-    script = 'for p in "$1" "$2"; do if [ -x "$p" ]; then py="$p"; break; fi; done; shift 2; exec "${py:-$ORCH_PY}" "$@"'
-    padded = (candidates + ["", ""])[:2]
-    return ["env", f"ORCH_PY={_fallback_python(instance)}", "sh", "-c", script, "sh", *padded, *code, *args], workdir
-
-
-def _fallback_python(instance) -> str:
-    python = getattr(instance, "python", None) or "python3"
-    if getattr(instance, "transport", "ssh") == "local" and python == "python3":
-        return sys.executable          # this machine: the interpreter orch runs in has boto3
-    return python
 
 
 # --------------------------------------------------------------------------------------- the sync
@@ -235,25 +190,24 @@ def _mb(n: float) -> str:
     return human_bytes(n)
 
 
-def sync_weights(transport, instance, job, s3: S3Settings, *, python: str | None = None, cwd: str | None = None,
+def sync_weights(transport, instance, job, s3: S3Settings, *, python: str, cwd: str, lock: str | None = None,
                  progress: bool = True, dry_run: bool = False, dest: str | None = None,
                  extra_args: list[str] | tuple[str, ...] = (), say: Callable[[str], None] | None = None
                  ) -> dict[str, Any]:
-    """Run s3sync on the instance and return its summary (the `done` event).
+    """Run `python -m remote_payload.s3sync` in the payload folder `cwd` on the instance and return its summary
+    (the `done` event). With `lock` (the instance's deploy lock) the sync waits for other deploys.
 
-    `python`/`cwd`: the payload venv's interpreter and the bundle dir (deploy passes both); without them
-    the module's source is sent with the command. Raises InputError (exit 2) for bad input reported by the
-    instance (bucket, prefix, destination), CheckFailed/RemoteError (exit 1) otherwise."""
+    Raises InputError (exit 2) for bad input reported by the instance (bucket, prefix, destination),
+    CheckFailed/RemoteError (exit 1) otherwise."""
     from .output import console
     from .output import say as default_say
 
     say = say or default_say
     forward = getattr(job, "s3_credentials", "instance") == "forward"
     creds = s3.credentials() if forward else None
-    args = s3sync_args(instance, job, s3, dest=dest, forward=forward, dry_run=dry_run, extra=extra_args)
-    argv, workdir = remote_argv(instance, args, python=python, cwd=cwd)
+    args = s3sync_args(instance, job, s3, dest=dest, forward=forward, dry_run=dry_run, lock=lock, extra=extra_args)
     bar = _Progress(enabled=progress and console().is_terminal, say=say if progress else (lambda _m: None))
-    proc = transport.open(argv, cwd=workdir)
+    proc = transport.open([python, "-m", S3SYNC_MODULE, *args], cwd=cwd)
     done: dict | None = None
     error: dict | None = None
     try:
@@ -283,6 +237,10 @@ def sync_weights(transport, instance, job, s3: S3Settings, *, python: str | None
                          + f", {ev['stored_bytes']} -> {ev['bytes']} bytes")
             elif kind == "warning":
                 bar.note(f"  warning: {ev['message']}")
+            elif kind == "waiting":
+                holder = ev.get("holder") or {}
+                bar.note(f"  waiting for another deploy on {instance.name} (job {holder.get('job', '?')}, "
+                         f"pid {holder.get('pid', '?')}) before syncing the weights")
             elif kind == "verify":
                 bar.note(f"  checking {ev['path']} against its ETag (already on disk, not yet verified)")
             elif kind == "done":

@@ -1,9 +1,11 @@
 """`RUN/metrics.jsonl`: one JSON object per logging step, appended and flushed so the controller can tail it.
 
-Step records: {"event": "step", "step", "epoch", "loss", "learning_rate", "grad_norm", "samples_per_second",
-"tokens_per_second", "elapsed_seconds", "time"}. A resumed run appends to the same file, its steps continuing
-from the checkpoint. The last record of a finished run is {"event": "train_end", ...} with the Trainer's
-summary (train_loss, train_runtime, ...).
+Step records: {"event": "step", "attempt", "step", "epoch", "loss", "learning_rate", "grad_norm",
+"samples_per_second", "tokens_per_second", "elapsed_seconds", "time"}. Every attempt (the first run, each
+`--resume`) opens with {"event": "attempt", "attempt": N, "start_step": S}: a resumed run appends to the same
+file, and steps after S that the killed attempt had logged appear again under the new attempt number, so a
+reader keeps, for each step, the record of the highest attempt. The last record of a finished run is
+{"event": "train_end", ...} with the Trainer's summary (train_loss, train_runtime, ...).
 """
 
 from __future__ import annotations
@@ -27,9 +29,10 @@ def _number(value):
 class MetricsJsonl(TrainerCallback):
     """Trainer callback appending a line per `on_log`, and printing a short human line to stdout."""
 
-    def __init__(self, path: Path, samples_per_step: int):
+    def __init__(self, path: Path, samples_per_step: int, attempt: int = 1):
         self.path = path
         self.samples_per_step = samples_per_step
+        self.attempt = attempt
         self._start = time.monotonic()
         self._last = (self._start, None, 0)   # (time, step, tokens seen)
 
@@ -45,22 +48,29 @@ class MetricsJsonl(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         self._last = (time.monotonic(), state.global_step, state.num_input_tokens_seen or 0)
+        self._append({"event": "attempt", "attempt": self.attempt, "start_step": state.global_step,
+                      "time": utc_now()})
+
+    def _append(self, record: dict) -> None:
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+            handle.flush()
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         logs = dict(logs or {})
         if "loss" in logs:
             samples, tokens = self._rates(state.global_step, state.num_input_tokens_seen or 0)
-            record = {"event": "step", "step": state.global_step, "epoch": _number(logs.get("epoch", state.epoch)),
+            record = {"event": "step", "attempt": self.attempt, "step": state.global_step,
+                      "epoch": _number(logs.get("epoch", state.epoch)),
                       "loss": _number(logs["loss"]), "learning_rate": _number(logs.get("learning_rate")),
                       "grad_norm": _number(logs.get("grad_norm")), "samples_per_second": samples,
                       "tokens_per_second": tokens}
             print(f"step {state.global_step}/{state.max_steps} loss {logs['loss']:.4f} "
                   f"lr {logs.get('learning_rate', 0):.2e} epoch {record['epoch'] or 0:.2f}", flush=True)
         elif "train_runtime" in logs:
-            record = {"event": "train_end", "step": state.global_step, **{k: _number(v) for k, v in logs.items()}}
+            record = {"event": "train_end", "attempt": self.attempt, "step": state.global_step,
+                      **{k: _number(v) for k, v in logs.items()}}
         else:
             return
         record.update(elapsed_seconds=round(time.monotonic() - self._start, 3), time=utc_now())
-        with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record) + "\n")
-            handle.flush()
+        self._append(record)

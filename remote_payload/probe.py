@@ -13,7 +13,8 @@ Parameters (all optional):
     paths          {"models_dir": DIR, "work_dir": DIR, "tmp": "/tmp"}: free/total disk of each
                    (a path that does not exist yet is measured at its nearest existing parent)
     sizes          {"weights": DIR}: bytes already present under each directory
-    work_dir       where `runs/*/` are looked up for an orch run already active
+    work_dir       where `runs/*/` are looked up for an orch run already (or possibly) active
+    runstate_source  the source of remote_payload/runstate.py (the probe runs before anything is deployed)
     imds_url       base URL of the EC2 instance metadata service (IMDSv2); null: do not ask
     imds_timeout   seconds, for each IMDS request (default 0.3)
     gpu_timeout    seconds, for nvidia-smi (default 20)
@@ -21,12 +22,13 @@ Parameters (all optional):
 Output (every section present; a failed one carries its error instead of raising):
     hostname, host {load, cpus, mem_*}, python {version, executable},
     ec2 {instance_id, instance_type, error, url},
-    disk {label: {path, exists, measured_at, free_bytes, total_bytes, device, note, error}},
+    disk {label: {path, exists, measured_at, free_bytes, total_bytes, device, note, error, writable}},
     sizes {label: {path, exists, bytes, files, error}},
     nvidia_smi {status: ok|missing|error, path, error, driver_version, cuda_version},
     gpus [{index, name, uuid, memory_total_mib, memory_used_mib, driver_version, cuda_version}],
     gpu_processes [{pid, name, used_mib, gpu_uuid, gpu_index}],
-    runs {runs_dir, active [{run_id, pid, heartbeat_age_s, run_dir}], error}, errors {}, elapsed_ms
+    runs {runs_dir, active [{run_id, job, pid, state, reason, heartbeat_age_s, run_dir}], error},
+    errors {}, elapsed_ms
 """
 
 import json
@@ -187,7 +189,7 @@ def imds(base_url, timeout):
 
 def disk(path):
     out = {"path": path, "exists": False, "measured_at": None, "free_bytes": None, "total_bytes": None,
-           "device": None, "note": None, "error": None}
+           "device": None, "note": None, "error": None, "writable": None}
     try:
         target = os.path.abspath(os.path.expanduser(path))
         out["exists"] = os.path.exists(target)
@@ -201,6 +203,7 @@ def disk(path):
             out["note"] = "%s does not exist yet; measured its nearest existing parent %s" % (target, probe)
         st = os.statvfs(probe)
         out["measured_at"] = probe
+        out["writable"] = os.access(probe, os.W_OK | os.X_OK)
         out["free_bytes"] = st.f_bavail * st.f_frsize
         out["total_bytes"] = st.f_blocks * st.f_frsize
         out["device"] = os.stat(probe).st_dev
@@ -228,72 +231,54 @@ def tree_size(path, limit_s=3.0):
     return out
 
 
-def _pid_alive(pid):
+def load_runstate(params):
+    """remote_payload/runstate.py, the one authority on run states: imported when the probe runs from a
+    payload folder, else built from the source the controller sends in the parameters (preflight runs
+    before anything is deployed: nothing is written to a box until it is known to be the right one)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            if f.read().rsplit(")", 1)[-1].split()[0] == "Z":
-                return False
-    except (OSError, IndexError):
+        from remote_payload import runstate
+        return runstate
+    except ImportError:
         pass
-    return True
+    source = params.get("runstate_source")
+    if not source:
+        raise RuntimeError("the parameters carry no runstate_source")
+    import types
+    module = types.ModuleType("runstate")
+    exec(compile(source, "remote_payload/runstate.py", "exec"), module.__dict__)
+    return module
 
 
-def _cmdline(pid):
-    try:
-        with open("/proc/%d/cmdline" % pid, "rb") as f:
-            return f.read().replace(b"\0", b" ").decode("utf-8", "replace")
-    except OSError:
-        return None
-
-
-def active_runs(work_dir):
-    """Runs under work_dir/runs/ with a live pid and no exit_code: someone is training there now."""
+def active_runs(work_dir, runstate):
+    """Runs under work_dir/runs/ that are (or may be) active: running, starting, or in an unknown state."""
     out = {"runs_dir": None, "active": [], "error": None}
     if not work_dir:
         return out
     runs = os.path.join(work_dir, "runs")
     out["runs_dir"] = runs
-    try:
-        names = sorted(os.listdir(runs))
-    except FileNotFoundError:
+    if not os.path.isdir(runs):
         return out
+    try:
+        os.listdir(runs)
     except Exception as exc:
         out["error"] = _error(exc)
         return out
-    now = time.time()
-    for name in names:
-        run = os.path.join(runs, name)
-        try:
-            if os.path.exists(os.path.join(run, "exit_code")):
-                continue
-            with open(os.path.join(run, "pid")) as f:
-                pid = int(f.read().split()[0])
-        except (OSError, ValueError, IndexError):
-            continue
-        if pid <= 0 or not _pid_alive(pid):
-            continue
-        cmdline = _cmdline(pid)
-        if cmdline is not None and name not in cmdline:
-            continue  # the pid was reused by an unrelated process after a crash
-        heartbeat = None
-        try:
-            heartbeat = round(now - os.stat(os.path.join(run, "heartbeat")).st_mtime, 1)
-        except OSError:
-            pass
-        out["active"].append({"run_id": name, "pid": pid, "heartbeat_age_s": heartbeat,
-                              "run_dir": run})
+    possibly = set(s.value for s in runstate.POSSIBLY_ACTIVE)
+    for run in runstate.list_runs(runs):
+        if run["state"] in possibly:
+            out["active"].append({k: run.get(k) for k in ("run_id", "job", "pid", "state", "reason",
+                                                          "heartbeat_age_s", "run_dir")})
     return out
 
 
 def host_facts():
     out = {"hostname": socket.gethostname(), "load": None, "cpus": os.cpu_count(), "mem_total_bytes": None,
-           "mem_available_bytes": None}
+           "mem_available_bytes": None, "user": None}
+    try:
+        import pwd
+        out["user"] = pwd.getpwuid(os.getuid()).pw_name
+    except (ImportError, KeyError):
+        pass
     try:
         out["load"] = [round(x, 2) for x in os.getloadavg()]
     except OSError:
@@ -342,7 +327,12 @@ def probe(params):
     doc["sizes"] = {}
     for label, path in sorted((params.get("sizes") or {}).items()):
         doc["sizes"][label] = tree_size(path)
-    _section(doc, "runs", active_runs, params.get("work_dir") or paths.get("work_dir"))
+    try:
+        runstate = load_runstate(params)
+    except Exception as exc:
+        doc["runs"] = {"runs_dir": None, "active": [], "error": "cannot judge run states: %s" % _error(exc)}
+    else:
+        _section(doc, "runs", active_runs, params.get("work_dir") or paths.get("work_dir"), runstate)
     try:
         smi = finish_nvidia_smi(gpu_started, float(params.get("gpu_timeout") or 20))
     except Exception as exc:

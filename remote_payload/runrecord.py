@@ -2,8 +2,9 @@
 
 Sections: job, recipe (every resolved value), seed, versions, hardware, env, dataset (sha256, counts,
 over-length drops), style_tokens, chat_template_sha256, parameters (trainable/total), training (steps, loss,
-resumed_from), peak_memory, timings, adapter, eval, status ("running" | "succeeded" | "failed") with error,
-and attempts (one entry per invocation: a resumed run keeps its history).
+resumed_from), peak_memory, timings, adapter, eval, status (`runstate.Status`: "running" | "succeeded" |
+"failed") with error, and attempts (one entry per invocation, numbered: a resumed run keeps its history; an
+attempt whose process died while "running" is closed as "lost" when the next one starts).
 Writes are atomic (temp file + rename), so a reader never sees half a document.
 """
 
@@ -20,6 +21,8 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from .runstate import Status
 
 LIBRARIES = ("torch", "transformers", "peft", "accelerate", "bitsandbytes", "tokenizers", "safetensors",
              "tensorboard")
@@ -82,13 +85,22 @@ class RunRecord:
 
     def start(self, job: dict[str, Any], argv: list[str], resume: bool, extra_epochs: int) -> None:
         self.previous = self.load_existing() or {}
-        attempt = {"started_at": utc_now(), "argv": argv, "resume": resume, "extra_epochs": extra_epochs,
-                   "pid": os.getpid(), "status": "running"}
+        earlier = [dict(a) for a in self.previous.get("attempts", [])]
+        for old in earlier:   # an attempt still "running" now is one whose process died (kill -9, crash)
+            if old.get("status") == Status.RUNNING.value:
+                old.update(status=Status.LOST.value, closed_at=utc_now(),
+                           note="its process ended without finishing; the next attempt found it running")
+        attempt = {"attempt": len(earlier) + 1, "started_at": utc_now(), "argv": argv, "resume": resume,
+                   "extra_epochs": extra_epochs, "pid": os.getpid(), "status": Status.RUNNING.value}
         # results of an earlier attempt are not carried over: this attempt writes its own
-        self.data = {"job": job, "status": "running", "error": None, "started_at": utc_now(), "finished_at": None,
-                     "attempts": [*self.previous.get("attempts", []), attempt], "timings": {},
+        self.data = {"job": job, "status": Status.RUNNING.value, "error": None, "started_at": utc_now(),
+                     "finished_at": None, "attempts": [*earlier, attempt], "timings": {},
                      "versions": library_versions(), "python_executable": sys.executable}
         self.save()
+
+    @property
+    def attempt(self) -> int:
+        return self.data["attempts"][-1]["attempt"]
 
     def update(self, **sections: Any) -> None:
         self.data.update(sections)

@@ -299,6 +299,9 @@ class Reporter:
             return f"  repaired {f['path']}: was gzip-compressed ({human(f['stored_bytes'])} -> {human(f['bytes'])})"
         if name == "warning":
             return f"  warning: {f['message']}"
+        if name == "waiting":
+            holder = f.get("holder") or {}
+            return f"s3sync: waiting for another deploy (pid {holder.get('pid', '?')}, {holder.get('what', '?')})"
         if name == "done":
             return (f"s3sync: done: {f['downloaded_files']} downloaded ({human(f['downloaded_bytes'])}, "
                     f"{f['rate_mb_s']:.0f} MB/s), {f['skipped_files']} already present, "
@@ -1131,10 +1134,12 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Sync an s3:// prefix into a local models directory.")
     p.add_argument("--source", required=True, help="s3://bucket/prefix/")
     p.add_argument("--dest", required=True, help="local directory (a models dir, not /tmp)")
-    p.add_argument("--endpoint", default=os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"),
-                   help="S3 endpoint URL (MinIO, R2, Ceph, tests) [default: $AWS_ENDPOINT_URL_S3/$AWS_ENDPOINT_URL]")
+    p.add_argument("--endpoint", default=None,
+                   help="S3 endpoint URL (MinIO, R2, Ceph, tests); orch passes the one its inventory resolved")
     p.add_argument("--region", default=None, help="bucket region [default: the configured region or us-east-1]")
     p.add_argument("--creds-stdin", action="store_true", help="read credentials as one JSON line on stdin")
+    p.add_argument("--lock", default=None,
+                   help="the instance's deploy lock: wait for other deploys, hold it while syncing")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--progress-json", action="store_true", help="JSON lines on stdout: start/progress/file/done")
     out.add_argument("--json", action="store_true", help="one JSON summary on stdout")
@@ -1171,6 +1176,18 @@ def _lock(dest: str) -> int:
     return fd
 
 
+def _deploy_lock(path: str | None, out: "Reporter"):
+    """The instance's deploy lock (remote_payload/install.py), so that deploys serialise; or nothing."""
+    import contextlib
+
+    if not path:
+        return contextlib.nullcontext()
+    from .install import DeployLock
+
+    return DeployLock(path, {"what": "weights sync", "source": "s3sync"},
+                      on_event=lambda name, **fields: out.event(name, **fields) if name == "waiting" else None)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     mode = "events" if args.progress_json else "json" if args.json else "human"
@@ -1194,9 +1211,10 @@ def main(argv: list[str] | None = None) -> int:
             raise InputProblem(f"--part-size must be at least {MIN_PART_SIZE // 1024}KiB")
         creds = read_stdin_credentials() if args.creds_stdin else None
         syncer = Syncer(args, out, creds)
-        _prepare_dest(syncer.dest)
-        lock_fd = _lock(syncer.dest)
-        syncer.run()
+        with _deploy_lock(args.lock, out):
+            _prepare_dest(syncer.dest)
+            lock_fd = _lock(syncer.dest)
+            syncer.run()
         return EXIT_OK
     except SyncError as exc:
         _fail(out, exc.message, exc.hint, exc.kind, exc.exit_code)

@@ -1,6 +1,6 @@
 """Run one orch job detached from the SSH session, and answer questions about runs. Stdlib only.
 
-Runs with the instance's system python3 (>= 3.8), before any venv exists.
+Runs with the instance's system python3 (>= 3.6), from the deployed payload folder, before any venv exists:
 
     supervise.py start  --run-dir RUN --lock LOCK [--meta JSON] -- CMD...   start detached; print JSON
     supervise.py status --runs-dir RUNS [--run ID] [--job JOB]              state of runs, as JSON
@@ -8,17 +8,14 @@ Runs with the instance's system python3 (>= 3.8), before any venv exists.
     supervise.py stop   --run-dir RUN [--grace S]                           TERM, then KILL after grace
 
 `start` takes an exclusive flock on LOCK (one per GPU) and keeps it for the life of the run: a second
-start on a busy GPU is refused, naming the run that holds it, and a crashed run can never leave a
-stale lock (the kernel drops it with the process). The supervisor double-forks into its own session
-(setsid) so it survives the controller's exit and network drops, writes `pid`, a `heartbeat` every
-few seconds, the command's output to `log`, and `exit_code` when the command ends. A dead pid
-without an exit code is a *lost* run (machine crash, OOM killer, kill -9), never "running".
+start on a busy GPU is refused, naming the run that holds it (run id, job, pid), and a crashed run can never
+leave a stale lock (the kernel drops it with the process). The supervisor double-forks into its own session
+(setsid) so it survives the controller's exit and network drops, writes `pid`, a `heartbeat` every few
+seconds, the command's output to `log`, and `exit_code` when the command ends. What state a run is in is
+decided by `runstate.py`, the one authority, for this file, the probe and the fetch alike.
 """
 
-from __future__ import annotations
-
 import argparse
-import errno
 import fcntl
 import json
 import os
@@ -28,11 +25,18 @@ import sys
 import threading
 import time
 
+if not __package__:  # run as a script from the payload folder: make the package importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from remote_payload import runstate  # noqa: E402
+from remote_payload.runstate import State  # noqa: E402
+
 HEARTBEAT_SECONDS = 5.0
+HOLDER_WAIT_S = 5.0       # a busy lock whose holder file is being written: how long to wait for its name
 
 
-def _write_atomic(path: str, text: str) -> None:
-    tmp = path + ".tmp"
+def _write_atomic(path, text):
+    tmp = "%s.%d.tmp" % (path, os.getpid())
     with open(tmp, "w") as f:
         f.write(text)
         f.flush()
@@ -40,54 +44,55 @@ def _write_atomic(path: str, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _read(path: str, default=None):
+def _log(line):
+    sys.stdout.write(time.strftime("%Y-%m-%d %H:%M:%S ") + line + "\n")
+    sys.stdout.flush()
+
+
+# --- the GPU lock --------------------------------------------------------------------------------
+
+def _holder(lock_path):
+    doc, _ = runstate.read_json(lock_path + ".holder", 1 << 16)
+    return doc or {}
+
+
+def _named_holder(lock_path, deadline):
+    """Who holds the lock: the holder file, once it names a live supervisor (it is written just after the
+    lock is taken, so a start racing the holder's own start waits a moment for it)."""
+    holder = _holder(lock_path)
+    while time.time() < deadline:
+        pid = holder.get("pid")
+        if isinstance(pid, int) and runstate.pid_alive(pid, holder.get("run_id")):
+            return holder
+        time.sleep(0.05)
+        holder = _holder(lock_path)
+    return holder
+
+
+def take_gpu_lock(lock_path):
+    """An fd holding the exclusive lock, or None when another run holds it."""
+    os.makedirs(os.path.dirname(lock_path) or ".", exist_ok=True)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        with open(path) as f:
-            return f.read().strip()
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
-        return default
-
-
-def _read_json(path: str, default=None):
-    text = _read(path)
-    if not text:
-        return default
-    try:
-        return json.loads(text)
-    except ValueError:
-        return default
-
-
-def _pid_alive(pid: int) -> bool:
-    """True when `pid` is a live supervisor (guards against pid reuse by checking its command line)."""
-    try:
-        os.kill(pid, 0)
-    except OSError as exc:
-        if exc.errno != errno.EPERM:
-            return False
-    try:
-        with open("/proc/%d/cmdline" % pid, "rb") as f:
-            cmdline = f.read()
-        with open("/proc/%d/stat" % pid) as f:
-            if f.read().rsplit(")", 1)[1].split()[0] == "Z":
-                return False
-        return b"supervise.py" in cmdline
-    except OSError:
-        return True  # no /proc (not Linux): trust kill(0)
+        os.close(fd)
+        return None
+    return fd
 
 
 # --- start -------------------------------------------------------------------------------------
 
-def start(run_dir: str, lock_path: str, meta: dict, cmd: list) -> int:
+def start(run_dir, lock_path, meta, cmd):
     os.makedirs(run_dir, exist_ok=True)
-    os.makedirs(os.path.dirname(lock_path) or ".", exist_ok=True)
-    lock_fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        holder = _read_json(lock_path + ".holder", {}) or {}
+    lock_fd = take_gpu_lock(lock_path)
+    if lock_fd is None:
+        holder = _named_holder(lock_path, time.time() + HOLDER_WAIT_S)
         print(json.dumps({"ok": False, "busy": True, "holder": holder, "lock": lock_path}))
         return 3
+    # while the supervisor starts, the holder names the run; its pid follows as soon as it exists
+    _write_atomic(lock_path + ".holder", json.dumps({"run_id": meta.get("run_id"), "job": meta.get("job"),
+                                                     "pid": None, "started_at": time.time()}))
     for name in ("exit_code", "exit_code.tmp"):
         try:
             os.unlink(os.path.join(run_dir, name))
@@ -108,7 +113,7 @@ def start(run_dir: str, lock_path: str, meta: dict, cmd: list) -> int:
     os._exit(0)
 
 
-def _supervise(run_dir, lock_path, lock_fd, meta, cmd, ready_w) -> None:
+def _supervise(run_dir, lock_path, lock_fd, meta, cmd, ready_w):
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     log_fd = os.open(os.path.join(run_dir, "log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -117,10 +122,10 @@ def _supervise(run_dir, lock_path, lock_fd, meta, cmd, ready_w) -> None:
     pid = os.getpid()
     started = time.time()
     info = dict(meta, pid=pid, started_at=started, cmd=cmd, lock=lock_path)
-    _write_atomic(os.path.join(run_dir, "supervise.json"), json.dumps(info, indent=1))
-    _write_atomic(os.path.join(run_dir, "pid"), str(pid))
+    _write_atomic(os.path.join(run_dir, runstate.SUPERVISE_JSON), json.dumps(info, indent=1))
+    _write_atomic(os.path.join(run_dir, runstate.PID), str(pid))
     _write_atomic(lock_path + ".holder", json.dumps({"run_id": meta.get("run_id"), "pid": pid,
-                                                    "job": meta.get("job"), "started_at": started}))
+                                                     "job": meta.get("job"), "started_at": started}))
     _log("[orch] run %s starting: %s" % (meta.get("run_id"), " ".join(cmd)))
     try:
         child = subprocess.Popen(cmd, cwd=meta.get("cwd") or None, stdin=subprocess.DEVNULL,
@@ -143,8 +148,7 @@ def _supervise(run_dir, lock_path, lock_fd, meta, cmd, ready_w) -> None:
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    beat = threading.Thread(target=_heartbeat, args=(run_dir, child), daemon=True)
-    beat.start()
+    threading.Thread(target=_heartbeat, args=(run_dir, child), daemon=True).start()
     while True:
         try:
             code = child.wait()
@@ -157,8 +161,8 @@ def _supervise(run_dir, lock_path, lock_fd, meta, cmd, ready_w) -> None:
     _finish(run_dir, lock_path, code, started, stopped=stopping.is_set())
 
 
-def _finish(run_dir, lock_path, code, started, stopped=False) -> None:
-    _write_atomic(os.path.join(run_dir, "exit_code"), json.dumps(
+def _finish(run_dir, lock_path, code, started, stopped=False):
+    _write_atomic(os.path.join(run_dir, runstate.EXIT_CODE), json.dumps(
         {"exit_code": code, "finished_at": time.time(), "seconds": round(time.time() - started, 1),
          "stopped": stopped}))
     _log("[orch] run finished with exit code %d%s" % (code, " (stopped)" if stopped else ""))
@@ -168,58 +172,32 @@ def _finish(run_dir, lock_path, code, started, stopped=False) -> None:
         pass
 
 
-def _heartbeat(run_dir, child) -> None:
-    path = os.path.join(run_dir, "heartbeat")
+def _heartbeat(run_dir, child):
+    path = os.path.join(run_dir, runstate.HEARTBEAT)
     while child.poll() is None:
         _write_atomic(path, "%.3f" % time.time())
         time.sleep(HEARTBEAT_SECONDS)
 
 
-def _signal_group(pid: int, sig) -> None:
+def _signal_group(pid, sig):
     try:
         os.killpg(pid, sig)
     except OSError:
         pass
 
 
-def _log(line: str) -> None:
-    sys.stdout.write(time.strftime("%Y-%m-%d %H:%M:%S ") + line + "\n")
-    sys.stdout.flush()
-
-
 # --- status ------------------------------------------------------------------------------------
 
-def run_state(run_dir: str) -> dict:
-    info = _read_json(os.path.join(run_dir, "supervise.json"), {}) or {}
-    done = _read_json(os.path.join(run_dir, "exit_code"))
-    pid = int(_read(os.path.join(run_dir, "pid"), "0") or 0)
-    heartbeat = _read(os.path.join(run_dir, "heartbeat"))
-    alive = bool(pid) and _pid_alive(pid)
-    if done is not None:
-        code = done.get("exit_code")
-        state = "finished" if code == 0 else ("stopped" if done.get("stopped") else "failed")
-    elif alive:
-        state = "running"
-    elif pid:
-        state = "lost"
-    else:
-        state = "starting"
-    run = _read_json(os.path.join(run_dir, "run.json"), {}) or {}
-    return {
-        "run_id": info.get("run_id") or os.path.basename(run_dir.rstrip("/")),
-        "job": info.get("job"), "state": state, "pid": pid or None, "alive": alive,
-        "exit_code": None if done is None else done.get("exit_code"),
-        "started_at": info.get("started_at"), "finished_at": None if done is None else done.get("finished_at"),
-        "heartbeat_age_s": None if not heartbeat else round(time.time() - float(heartbeat), 1),
-        "last_metrics": _last_line_json(os.path.join(run_dir, "metrics.jsonl")),
-        "payload_status": run.get("status"), "run_dir": run_dir,
-        "has_adapter": os.path.exists(os.path.join(run_dir, "adapter", "manifest.json")),
-        "checkpoints": sorted(_checkpoints(run_dir)),
-        "meta": {k: info.get(k) for k in ("bundle", "python", "model_dir", "gpu", "resumes") if k in info},
-    }
+def describe(run):
+    """A run's state plus what `orch status` shows: last metrics, adapter, checkpoints."""
+    run_dir = run["run_dir"]
+    run.update(last_metrics=_last_line_json(os.path.join(run_dir, "metrics.jsonl")),
+               has_adapter=os.path.exists(os.path.join(run_dir, "adapter", "manifest.json")),
+               checkpoints=sorted(_checkpoints(run_dir)))
+    return run
 
 
-def _checkpoints(run_dir: str) -> list:
+def _checkpoints(run_dir):
     try:
         names = os.listdir(os.path.join(run_dir, "checkpoints"))
     except OSError:
@@ -227,7 +205,7 @@ def _checkpoints(run_dir: str) -> list:
     return [int(n.split("-")[1]) for n in names if n.startswith("checkpoint-") and n.split("-")[1].isdigit()]
 
 
-def _last_line_json(path: str):
+def _last_line_json(path):
     try:
         with open(path, "rb") as f:
             f.seek(0, 2)
@@ -238,35 +216,21 @@ def _last_line_json(path: str):
         return None
     for line in reversed(lines):
         try:
-            return json.loads(line)
+            doc = json.loads(line)
         except ValueError:
             continue
+        if isinstance(doc, dict):
+            return doc
     return None
 
 
-def status(runs_dir: str, run_id, job) -> dict:
-    try:
-        names = sorted(os.listdir(runs_dir))
-    except OSError:
-        names = []
-    runs = []
-    for name in names:
-        if run_id and name != run_id:
-            continue
-        path = os.path.join(runs_dir, name)
-        if not os.path.isfile(os.path.join(path, "supervise.json")):
-            continue
-        state = run_state(path)
-        if job and state.get("job") != job:
-            continue
-        runs.append(state)
-    runs.sort(key=lambda r: r.get("started_at") or 0)
-    return {"runs": runs}
+def status(runs_dir, run_id, job):
+    return {"runs": [describe(r) for r in runstate.list_runs(runs_dir, job=job, run_id=run_id)]}
 
 
 # --- tail --------------------------------------------------------------------------------------
 
-def tail(run_dir: str, offset: int, follow: bool, poll: float = 0.5) -> int:
+def tail(run_dir, offset, follow, poll=0.5):
     """Stream the log from byte `offset` as JSON lines; with --follow, until the run ends."""
     log_path = os.path.join(run_dir, "log")
     metrics_path = os.path.join(run_dir, "metrics.jsonl")
@@ -275,17 +239,19 @@ def tail(run_dir: str, offset: int, follow: bool, poll: float = 0.5) -> int:
     while True:
         offset = _emit_log(log_path, offset, out)
         metrics_offset = _emit_metrics(metrics_path, metrics_offset, out)
-        state = run_state(run_dir)["state"]
-        if not follow or state not in ("running", "starting"):
+        state = runstate.read_run(run_dir)["state"]
+        if not follow or state not in runstate.ACTIVE:
             offset = _emit_log(log_path, offset, out)
             _emit_metrics(metrics_path, metrics_offset, out)
-            out.write(json.dumps({"end": run_state(run_dir), "offset": offset}) + "\n")
+            out.write(json.dumps({"end": describe(runstate.read_run(run_dir)), "offset": offset}) + "\n")
             out.flush()
             return 0
+        out.write(json.dumps({"alive": state, "offset": offset}) + "\n")   # the controller's stall watch
+        out.flush()
         time.sleep(poll)
 
 
-def _emit_log(path: str, offset: int, out) -> int:
+def _emit_log(path, offset, out):
     try:
         with open(path, "rb") as f:
             f.seek(offset)
@@ -309,7 +275,7 @@ def _emit_log(path: str, offset: int, out) -> int:
     return offset
 
 
-def _emit_metrics(path: str, offset: int, out) -> int:
+def _emit_metrics(path, offset, out):
     try:
         with open(path, "rb") as f:
             f.seek(offset)
@@ -328,43 +294,47 @@ def _emit_metrics(path: str, offset: int, out) -> int:
 
 # --- stop --------------------------------------------------------------------------------------
 
-def stop(run_dir: str, grace: float) -> dict:
-    state = run_state(run_dir)
-    if state["state"] not in ("running", "starting"):
-        return {"ok": True, "already": state["state"], "run": state}
-    pid = state["pid"]
-    child = int(_read(os.path.join(run_dir, "child_pid"), "0") or 0)
+def stop(run_dir, grace):
+    run = runstate.read_run(run_dir)
+    if run["state"] == State.UNKNOWN.value:
+        return {"ok": False, "error": "the state of run %s is unknown: %s" % (run["run_id"], run["reason"]),
+                "run": describe(run)}
+    if run["state"] not in runstate.ACTIVE or run["pid"] is None:
+        return {"ok": True, "already": run["state"], "run": describe(run)}
+    pid = run["pid"]
+    child = runstate.read_pid_file(os.path.join(run_dir, "child_pid"))
     os.kill(pid, signal.SIGTERM)
     deadline = time.time() + grace
-    while time.time() < deadline and _pid_alive(pid):
+    while time.time() < deadline and runstate.pid_alive(pid, run["run_id"]):
         time.sleep(0.2)
     forced = False
-    if _pid_alive(pid):
+    if runstate.pid_alive(pid, run["run_id"]):
         forced = True
         if child:
             _signal_group(child, signal.SIGKILL)
         time.sleep(0.5)
-        if _pid_alive(pid):
+        if runstate.pid_alive(pid, run["run_id"]):
             os.kill(pid, signal.SIGKILL)
-    if forced and not os.path.exists(os.path.join(run_dir, "exit_code")):
-        _write_atomic(os.path.join(run_dir, "exit_code"), json.dumps(
+    if forced and not os.path.exists(os.path.join(run_dir, runstate.EXIT_CODE)):
+        _write_atomic(os.path.join(run_dir, runstate.EXIT_CODE), json.dumps(
             {"exit_code": 137, "finished_at": time.time(), "stopped": True, "forced": True}))
-        lock = (_read_json(os.path.join(run_dir, "supervise.json"), {}) or {}).get("lock")
+        lock = run["meta"].get("lock")
         if lock:
             try:
                 os.unlink(lock + ".holder")
             except OSError:
                 pass
     for _ in range(50):
-        if not _pid_alive(pid):
+        if not runstate.pid_alive(pid, run["run_id"]):
             break
         time.sleep(0.1)
-    return {"ok": True, "forced": forced, "run": run_state(run_dir)}
+    return {"ok": True, "forced": forced, "run": describe(runstate.read_run(run_dir))}
 
 
-def main(argv=None) -> int:
+def main(argv=None):
     parser = argparse.ArgumentParser(prog="supervise.py")
-    sub = parser.add_subparsers(dest="action", required=True)
+    sub = parser.add_subparsers(dest="action")
+    sub.required = True
     p = sub.add_parser("start")
     p.add_argument("--run-dir", required=True)
     p.add_argument("--lock", required=True)
@@ -392,8 +362,9 @@ def main(argv=None) -> int:
         return 0
     if args.action == "tail":
         return tail(args.run_dir, args.offset, args.follow)
-    print(json.dumps(stop(args.run_dir, args.grace)))
-    return 0
+    result = stop(args.run_dir, args.grace)
+    print(json.dumps(result))
+    return 0 if result["ok"] else 1
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from .errors import InputError, PayloadError
 from .job import Job, read_job
 from .recipes import Recipe
 from .runrecord import RunRecord
+from .runstate import Status
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -58,7 +59,7 @@ def check_run_dir(run_dir: Path, record: RunRecord, resume: bool) -> None:
     previous = record.load_existing()
     if resume:
         return
-    if previous and previous.get("status") == "succeeded":
+    if previous and previous.get("status") == Status.SUCCEEDED.value:
         raise InputError(f"{run_dir} already holds a finished run",
                          hint="use a new run directory, or --extra-epochs N to train it further")
     if find_checkpoints(run_dir / "checkpoints"):
@@ -98,7 +99,7 @@ def training_arguments(recipe: Recipe, run_dir: Path, epochs: float):
         report_to=[], disable_tqdm=True)
 
 
-def make_trainer(model, tokenizer, args, features, run_dir: Path, recipe: Recipe):
+def make_trainer(model, tokenizer, args, features, run_dir: Path, recipe: Recipe, attempt: int = 1):
     import torch
     from torch.utils.tensorboard import SummaryWriter
     from transformers import PrinterCallback, Trainer
@@ -118,7 +119,7 @@ def make_trainer(model, tokenizer, args, features, run_dir: Path, recipe: Recipe
             torch.save(self.args, Path(output_dir) / "training_args.bin")
 
     samples_per_step = recipe.per_device_train_batch_size * recipe.gradient_accumulation_steps
-    callbacks = [MetricsJsonl(run_dir / "metrics.jsonl", samples_per_step),
+    callbacks = [MetricsJsonl(run_dir / "metrics.jsonl", samples_per_step, attempt=attempt),
                  TensorBoardCallback(SummaryWriter(log_dir=str(run_dir / "tensorboard")))]
     trainer = AdapterTrainer(model=model, args=args, train_dataset=FeatureDataset(features.features),
                              data_collator=Collator(tokenizer.pad_token_id), processing_class=tokenizer,
@@ -220,7 +221,8 @@ def fit(model, tokenizer, recipe: Recipe, features, epochs: float, args: argpars
     resume = args.resume or args.extra_epochs > 0
     checkpoint = latest_complete_checkpoint(run_dir / "checkpoints", remove_incomplete=True) if resume else None
     announce_resume(checkpoint, resume)
-    trainer = make_trainer(model, tokenizer, training_arguments(recipe, run_dir, epochs), features, run_dir, recipe)
+    trainer = make_trainer(model, tokenizer, training_arguments(recipe, run_dir, epochs), features, run_dir, recipe,
+                           attempt=record.attempt)
     record.data["attempts"][-1]["resumed_from"] = checkpoint.name if checkpoint else None
     record.update(training={"num_train_epochs": epochs, "max_steps": recipe.max_steps,
                             "resumed_from": checkpoint.name if checkpoint else None,
@@ -275,14 +277,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run_training(args, record)
     except PayloadError as exc:
-        record.finish("failed", exc)
+        record.finish(Status.FAILED.value, exc)
         print(f"train: {exc}", file=sys.stderr)
         return exc.exit_code
     except (Exception, SystemExit, KeyboardInterrupt) as exc:  # noqa: BLE001 - every failure is recorded
-        record.finish("failed", exc)
+        record.finish(Status.FAILED.value, exc)
         traceback.print_exc()
         return 1
-    record.finish("succeeded")
+    record.finish(Status.SUCCEEDED.value)
     print(f"run succeeded: adapter in {run_dir / 'adapter'}", flush=True)
     return 0
 

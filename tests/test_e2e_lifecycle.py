@@ -202,9 +202,18 @@ def test_a_killed_training_is_lost_and_resume_continues_from_its_checkpoint(life
     record = json.loads((run_dir / "run.json").read_text())
     last = record["attempts"][-1]["resumed_from"]
     assert last is not None and int(last.split("-")[1]) >= 40
-    steps_after = [json.loads(l)["step"] for l in (run_dir / "metrics.jsonl").read_text().splitlines()
-                   if "loss" in json.loads(l)]
-    assert steps_after[-1] == 160
+    # the killed attempt is closed as lost, not left "running"; the second one succeeded
+    assert [(a["attempt"], a["status"]) for a in record["attempts"]] == [(1, "lost"), (2, "succeeded")]
+    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    markers = [m for m in metrics if m["event"] == "attempt"]
+    resumed_at = int(last.split("-")[1])
+    assert [(m["attempt"], m["start_step"]) for m in markers] == [(1, 0), (2, resumed_at)]
+    steps = [(m["attempt"], m["step"]) for m in metrics if m["event"] == "step"]
+    assert steps[-1] == (2, 160)
+    # steps the killed attempt logged past its checkpoint appear again, but under attempt 2, after its marker
+    second = metrics.index(markers[1])
+    assert all(m["attempt"] == 2 for m in metrics[second:] if m["event"] == "step")
+    assert all(m["attempt"] == 1 for m in metrics[:second] if m["event"] == "step")
     assert f"resuming from {last}" in (run_dir / "log").read_text()
 
 

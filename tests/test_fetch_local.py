@@ -11,13 +11,17 @@ import hashlib
 import io
 import json
 import os
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
 import pytest
 
 from orchestrator.errors import CheckFailed, InputError, RemoteError
-from orchestrator.fetch import _receive, fetch_adapter
+from orchestrator.fetch import fetch_adapter
+from orchestrator.fetch.receive import receive
+from orchestrator.inventory import Instance
 from orchestrator.transport.local import LocalProcess, LocalTransport
 
 MB = 1 << 20
@@ -55,6 +59,8 @@ def make_run(run_dir: Path, files: dict[str, int] | None = None, *, status: str 
     (run_dir / "eval.json").write_text(json.dumps({"ratio": 3.4, "gate": 3.0, "passed": True}) + "\n")
     if exit_code is not None:
         (run_dir / "exit_code").write_text(json.dumps({"exit_code": exit_code, "stopped": False}) + "\n")
+    (run_dir / "supervise.json").write_text(json.dumps({"run_id": run_dir.name, "job": "demo", "started_at": 1.0}))
+    (run_dir / "pid").write_text("999999999\n")
     (run_dir / "log").write_text("training...\n")
     for folder, _dirs, names in os.walk(run_dir):
         os.chmod(folder, 0o755)
@@ -99,7 +105,7 @@ class DroppingTransport(LocalTransport):
 
     def open(self, argv, *, env=None, cwd=None):
         proc = super().open(argv, env=env, cwd=cwd)
-        return _KilledAfter(proc, self.after)
+        return _KilledAfter(proc, self.after) if argv[0] == "tar" else proc
 
 
 class _KilledAfter:
@@ -130,16 +136,43 @@ def dest(tmp_path) -> Path:
     return tmp_path / "adapters"
 
 
+def local_instance(run_dir: Path) -> Instance:
+    """The local instance whose work dir holds `run_dir` (WORK/runs/<run id>)."""
+    work = Path(run_dir).parent.parent
+    return Instance(name="local", transport="local", work_dir=str(work), models_dir=str(work.parent / "models"),
+                    python=sys.executable)
+
+
+def live_process(run_dir: Path) -> subprocess.Popen:
+    """A process that passes for the run's supervisor: alive, its command line naming the run."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "supervise.py", str(run_dir)])
+    (run_dir / "pid").write_text(f"{proc.pid}\n")
+    return proc
+
+
+def with_payload(transport, run_dir: Path):
+    """The transport, once the payload is on the instance (as after any deploy): fetches then cost 2 trips."""
+    from orchestrator.remote import Remote
+
+    Remote(transport, local_instance(run_dir)).ensure_payload()
+    return transport
+
+
 def fetch(transport, run_dir: Path, dest: Path, **kw):
-    return fetch_adapter(transport, None, str(run_dir), dest, job="demo", run_id=run_dir.name,
+    return fetch_adapter(transport, local_instance(run_dir), str(run_dir), dest, job="demo", run_id=run_dir.name,
                          progress=kw.pop("progress", False), **kw)
+
+
+class NoBar:
+    def advance(self, n: int) -> None:
+        pass
 
 
 # -------------------------------------------------------------------------------------------- tests
 
 
 def test_a_finished_run_is_fetched_into_dest_job_run_id_with_every_file_verified(run_dir, dest):
-    transport = LocalTransport("local")
+    transport = with_payload(LocalTransport("local"), run_dir)
     result = fetch(transport, run_dir, dest, progress=True)
     final = dest / "demo" / run_dir.name
     assert result.dest == final and result.status == "fetched"
@@ -154,9 +187,10 @@ def test_a_finished_run_is_fetched_into_dest_job_run_id_with_every_file_verified
 
 
 def test_a_fetch_takes_two_round_trips_one_inspection_and_one_stream(run_dir, dest):
-    transport = LocalTransport("local")
+    transport = with_payload(LocalTransport("local"), run_dir)
+    before = transport.commands_run
     fetch(transport, run_dir, dest)
-    assert transport.commands_run == 2
+    assert transport.commands_run - before == 2
 
 
 def test_a_second_fetch_leaves_the_verified_destination_alone_after_one_round_trip(run_dir, dest):
@@ -189,10 +223,11 @@ def test_a_corrupted_file_on_the_instance_is_refused_naming_it_and_both_hashes(r
 def test_a_file_whose_size_differs_from_the_manifest_is_refused_before_anything_is_transferred(run_dir, dest):
     with open(run_dir / "adapter" / "tokenizer.json", "ab") as f:
         f.write(b"x")
-    transport = LocalTransport("local")
+    transport = with_payload(LocalTransport("local"), run_dir)
+    before = transport.commands_run
     with pytest.raises(CheckFailed, match=r"tokenizer.json is \d+ bytes on the instance, the manifest says"):
         fetch(transport, run_dir, dest)
-    assert transport.commands_run == 1
+    assert transport.commands_run - before == 1
     assert leftovers(dest / "demo") == []
 
 
@@ -217,9 +252,13 @@ def test_an_adapter_folder_with_missing_extra_or_linked_files_is_refused(run_dir
 def test_a_run_still_running_is_refused_with_what_to_do(run_dir, dest):
     (run_dir / "run.json").write_text(json.dumps({"status": "running"}))
     (run_dir / "exit_code").unlink()
-    (run_dir / "pid").write_text(f"{os.getpid()}\n")           # a live process
-    with pytest.raises(CheckFailed) as failure:
-        fetch(LocalTransport("local"), run_dir, dest)
+    supervisor = live_process(run_dir)
+    try:
+        with pytest.raises(CheckFailed) as failure:
+            fetch(LocalTransport("local"), run_dir, dest)
+    finally:
+        supervisor.kill()
+        supervisor.wait()
     assert "still running" in str(failure.value) and "--follow" in failure.value.hint
     assert not (dest / "demo").exists() or leftovers(dest / "demo") == []
 
@@ -341,8 +380,8 @@ def test_an_archive_member_outside_what_was_asked_for_is_refused(tmp_path):
             return super().open(["cat", str(evil)])
 
     with pytest.raises(CheckFailed, match="unexpected archive member '../../escape.txt'"):
-        _receive(Cat("local"), str(tmp_path), ["adapter/manifest.json"], partial, False, "local: run r",
-                 total=4, done_before=0, n_entries=1)
+        receive(Cat("local"), str(tmp_path), ["adapter/manifest.json"], partial, "local: run r", stall_timeout=30,
+                bar=NoBar(), done_before=0, n_entries=1, total=4)
     assert not (tmp_path.parent / "escape.txt").exists()
 
 
@@ -360,8 +399,8 @@ def test_a_symlink_member_in_the_stream_is_refused(tmp_path):
             return super().open(["cat", str(evil)])
 
     with pytest.raises(CheckFailed, match="link or special file"):
-        _receive(Cat("local"), str(tmp_path), ["adapter/manifest.json"], partial, False, "local: run r",
-                 total=0, done_before=0, n_entries=1)
+        receive(Cat("local"), str(tmp_path), ["adapter/manifest.json"], partial, "local: run r", stall_timeout=30,
+                bar=NoBar(), done_before=0, n_entries=1, total=0)
     assert not (partial / "adapter" / "manifest.json").exists()
 
 
@@ -388,5 +427,5 @@ def test_an_archive_member_sent_twice_is_refused(tmp_path):
             return super().open(["cat", str(twice)])
 
     with pytest.raises(CheckFailed, match="unexpected archive member 'adapter/manifest.json'"):
-        _receive(Cat("local"), str(tmp_path), ["adapter/manifest.json"], partial, False, "local: run r",
-                 total=4, done_before=0, n_entries=1)
+        receive(Cat("local"), str(tmp_path), ["adapter/manifest.json"], partial, "local: run r", stall_timeout=30,
+                bar=NoBar(), done_before=0, n_entries=1, total=4)

@@ -17,9 +17,10 @@ import pytest
 from orchestrator.errors import CheckFailed, RemoteError
 from orchestrator.fetch import fetch_adapter
 from orchestrator.inventory import Instance
+from orchestrator.remote import Remote
 from orchestrator.transport import connect
 from tests.fixtures.sshd import sshd  # noqa: F401  (the session fixture)
-from tests.test_fetch_local import MB, assert_fetched, corrupt, leftovers, make_run, sha256
+from tests.test_fetch_local import MB, assert_fetched, corrupt, leftovers, live_process, make_run, sha256
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,6 +37,8 @@ def box(sshd):  # noqa: F811
     """(instance, a finished run folder in its work dir) on the loopback sshd."""
     instance = ssh_instance(sshd, f"fetch-{uuid.uuid4().hex[:8]}")
     run_dir = make_run(Path(instance.work_dir) / "runs" / "demo-20250101-000000")
+    with connect(instance) as transport:          # the payload is on the box, as after any deploy
+        Remote(transport, instance).ensure_payload()
     yield instance, run_dir
     shutil.rmtree(Path(instance.work_dir).parent, ignore_errors=True)
 
@@ -62,7 +65,8 @@ class DropAfter:
         self._t, self.after = transport, after
 
     def open(self, argv, **kw):
-        return _Dropping(self._t.open(argv, **kw), self._t, self.after)
+        proc = self._t.open(argv, **kw)
+        return _Dropping(proc, self._t, self.after) if argv[0] == "tar" else proc
 
     def __getattr__(self, name):
         return getattr(self._t, name)
@@ -92,9 +96,9 @@ def test_a_finished_run_is_fetched_over_ssh_with_one_connection_and_two_commands
     result, transport = fetch(instance, run_dir, tmp_path / "adapters")
     assert_fetched(result.dest, run_dir)
     assert result.status == "fetched" and result.round_trips == 2 and transport.commands_run == 2
-    time.sleep(0.2)  # let sshd flush its log
-    assert sshd.connections() - connections == 1
-    assert sshd.sessions() - sessions == 2
+    # sshd logs each connection and session before it serves it: the counts are final once the fetch is done
+    assert sshd.wait_for(lambda: sshd.connections() - connections, 1) == 1
+    assert sshd.wait_for(lambda: sshd.sessions() - sessions, 2) == 2
 
 
 def test_a_corrupted_file_on_the_instance_is_refused_over_ssh(box, tmp_path):
@@ -115,9 +119,13 @@ def test_a_run_still_running_is_refused_over_ssh(box, tmp_path):
     instance, run_dir = box
     (run_dir / "run.json").write_text(json.dumps({"status": "running"}))
     (run_dir / "exit_code").unlink()
-    (run_dir / "pid").write_text(f"{os.getpid()}\n")   # alive (owned by another user: still seen as alive)
-    with pytest.raises(CheckFailed, match="still running"):
-        fetch(instance, run_dir, tmp_path / "adapters")
+    supervisor = live_process(run_dir)   # owned by another user than the login: still seen as alive
+    try:
+        with pytest.raises(CheckFailed, match="still running"):
+            fetch(instance, run_dir, tmp_path / "adapters")
+    finally:
+        supervisor.kill()
+        supervisor.wait()
 
 
 def test_a_dropped_ssh_connection_mid_fetch_then_a_rerun_completes_transferring_only_what_was_missing(
@@ -186,6 +194,7 @@ import json, sys
 from pathlib import Path
 from orchestrator.fetch import fetch_adapter
 from orchestrator.inventory import Instance
+from orchestrator.remote import Remote
 from orchestrator.transport import connect
 args = json.loads(sys.argv[1])
 instance = Instance(**args["instance"], imds_url=None, connect_timeout=5)

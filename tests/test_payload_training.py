@@ -243,16 +243,18 @@ def test_a_killed_training_process_resumes_at_its_checkpoint_step_with_optimizer
 
     record = json.loads((run_dir / "run.json").read_text())
     assert record["status"] == "succeeded" and record["training"]["global_step"] == 80
-    assert [a["status"] for a in record["attempts"]] == ["running", "succeeded"]
+    assert [(a["attempt"], a["status"]) for a in record["attempts"]] == [(1, "lost"), (2, "succeeded")]
     assert record["attempts"][1]["resumed_from"] == resume_from.name and record["training"]["start_step"] == start
     final = run_dir / "checkpoints" / "checkpoint-80"
     optimizer = torch.load(final / "optimizer.pt", weights_only=True)
     assert {int(s["step"]) for s in optimizer["state"].values()} == {80}  # Adam moments kept counting from `start`
     assert torch.load(final / "scheduler.pt", weights_only=True)["last_epoch"] == 80
 
-    steps = [r for r in read_jsonl(run_dir / "metrics.jsonl") if r["event"] == "step"]
+    records = read_jsonl(run_dir / "metrics.jsonl")
+    assert [(r["attempt"], r["start_step"]) for r in records if r["event"] == "attempt"] == [(1, 0), (2, start)]
+    steps = [r for r in records if r["event"] == "step"]
     resumed_steps = list(range(start + 5, 81, 5))
-    assert [r["step"] for r in steps][-len(resumed_steps):] == resumed_steps
+    assert [(r["attempt"], r["step"]) for r in steps][-len(resumed_steps):] == [(2, s) for s in resumed_steps]
     recipe = load_recipe("tiny-verbosity", RESUME_OVERRIDES)
     for r in steps:  # the rate logged at step s is the one step s used, i.e. after s - 1 scheduler steps
         assert r["learning_rate"] == pytest.approx(cosine_lr(r["step"] - 1, 80, recipe.learning_rate,

@@ -24,6 +24,7 @@ SYSTEM_PYTHON = "/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) els
 
 def run_probe(params: dict) -> dict:
     """The probe the way preflight sends it: the script on stdin, the parameters as one argument."""
+    params = {"runstate_source": (PROBE.parent / "runstate.py").read_text(), **params}
     p = subprocess.run([SYSTEM_PYTHON, "-I", "-S", "-", json.dumps(params)], input=PROBE.read_bytes(),
                        capture_output=True, timeout=60)
     assert p.returncode == 0, p.stderr
@@ -31,12 +32,16 @@ def run_probe(params: dict) -> dict:
     return json.loads(p.stdout)
 
 
-def test_the_probe_is_python_3_6_syntax_and_imports_only_the_standard_library():
-    tree = ast.parse(PROBE.read_text(), feature_version=(3, 6))
+@pytest.mark.parametrize("name", ["probe.py", "runstate.py", "supervise.py", "install.py", "inspect_run.py"])
+def test_the_stdlib_tools_are_python_3_6_syntax_and_import_only_the_standard_library(name):
+    tree = ast.parse((PROBE.parent / name).read_text(), feature_version=(3, 6))
     imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
                 for alias in node.names}
     imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-    assert imported and imported <= set(sys.stdlib_module_names)
+    assert imported and imported <= set(sys.stdlib_module_names) | {"remote_payload"}
+    own = {node.names[0].name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+           and node.module == "remote_payload"}
+    assert own <= {"runstate"}, "the stdlib tools import nothing of the payload but the run-state module"
 
 
 def test_the_probe_never_crashes_each_section_reports_its_own_error(tmp_path):
@@ -49,7 +54,8 @@ def test_the_probe_never_crashes_each_section_reports_its_own_error(tmp_path):
                      "work_dir": str(locked)})
     assert doc["probe_version"] == 1
     assert "imds_url must be http://" in doc["ec2"]["error"]
-    assert doc["runs"]["active"] == []
+    [damaged] = doc["runs"]["active"]           # a pid file holding garbage: possibly active, and why
+    assert damaged["run_id"] == "r1" and damaged["state"] == "unknown" and "supervise.json" in damaged["reason"]
     assert doc["sizes"]["weights"]["exists"] is False
     assert doc["python"]["version"].count(".") == 2
     bad = subprocess.run([SYSTEM_PYTHON, "-", "{not json"], input=PROBE.read_bytes(), capture_output=True)

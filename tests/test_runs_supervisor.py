@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sys
 import time
@@ -15,9 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.deploy import DeployResult, RemoteLayout
+from orchestrator.bundle import PAYLOAD_DIR
+from orchestrator.deploy import DeployResult
 from orchestrator.errors import CheckFailed
 from orchestrator.inventory import Instance, Job
+from orchestrator.layout import Layout
 from orchestrator.runs import follow, list_runs, start_training, stop_run
 from orchestrator.transport.local import LocalTransport
 
@@ -37,17 +40,16 @@ sys.exit(int(os.environ.get("EXIT", "0")))
 @pytest.fixture
 def setup(tmp_path):
     work = tmp_path / "work"
-    bundle = work / "bundles" / "b1"
-    (bundle / "remote_payload").mkdir(parents=True)
-    src = Path(__file__).resolve().parent.parent / "remote_payload" / "supervise.py"
-    (bundle / "remote_payload" / "supervise.py").write_text(src.read_text())
+    bundle = work / "payload" / "fake"          # the real payload, its train module swapped for a small job
+    shutil.copytree(PAYLOAD_DIR, bundle / "remote_payload", ignore=shutil.ignore_patterns("__pycache__"))
     (bundle / "remote_payload" / "train.py").write_text(JOB_SCRIPT)
-    (bundle / "remote_payload" / "__init__.py").write_text("")
-    (bundle / "job.json").write_text("{}")
+    job_dir = work / "jobs" / "j1"
+    job_dir.mkdir(parents=True)
+    (job_dir / "job.json").write_text("{}")
     instance = Instance(name="box", transport="local", work_dir=str(work), models_dir=str(tmp_path / "m"),
                         python=sys.executable)
     job = Job(name="demo", instance="box", recipe="tiny-verbosity", dataset="d.jsonl", weights="s3://bucket/p/")
-    deployed = DeployResult("box", "demo", "b1", str(bundle), sys.executable, str(tmp_path / "m"))
+    deployed = DeployResult("box", "demo", "fake", str(bundle), str(job_dir), sys.executable, str(tmp_path / "m"))
     transport = LocalTransport("box")
     yield instance, job, deployed, transport
     for run in list_runs(transport, instance):
@@ -156,4 +158,4 @@ def test_status_lists_runs_of_one_job_in_start_order(setup, monkeypatch):
     runs = list_runs(transport, instance, job="demo")
     assert [r["run_id"] for r in runs] == [a.run_id, b.run_id]
     assert list_runs(transport, instance, job="other") == []
-    assert json.loads((Path(RemoteLayout(instance.work_dir).run(a.run_id)) / "supervise.json").read_text())["job"] == "demo"
+    assert json.loads((Path(Layout(instance.work_dir).run(a.run_id)) / "supervise.json").read_text())["job"] == "demo"

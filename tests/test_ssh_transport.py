@@ -75,7 +75,6 @@ def test_a_failing_command_raises_a_remote_error_naming_instance_command_and_std
 
 
 def test_every_command_reuses_one_connection_and_counts_its_round_trips(sshd):  # noqa: F811
-    time.sleep(0.1)
     before = sshd.connections()
     t = connect(instance_for(sshd))
     try:
@@ -87,8 +86,7 @@ def test_every_command_reuses_one_connection_and_counts_its_round_trips(sshd):  
         assert t.commands_run == 6
     finally:
         t.close()
-    time.sleep(0.2)
-    assert sshd.connections() - before == 1
+    assert sshd.wait_for(lambda: sshd.connections() - before, 1) == 1
 
 
 def test_the_connection_disables_nagle_so_small_writes_do_not_wait_for_delayed_acks(transport):
@@ -140,13 +138,18 @@ def test_a_command_past_its_timeout_raises_and_is_killed_on_the_instance(transpo
 
 
 def test_kill_stops_a_streaming_command_on_the_instance(transport):
-    marker = f"orch-kill-{uuid.uuid4().hex}"
-    proc = transport.open(["sh", "-c", "exec sleep 30", marker])
+    marker = f"sleep 30.{uuid.uuid4().int % 10**9:09d}"     # a command line no other process has
+    proc = transport.open(["sh", "-c", f"exec {marker}"])
     deadline = time.monotonic() + 5
-    while not remote_pids("sleep 30") and time.monotonic() < deadline:
+    while not remote_pids(marker) and time.monotonic() < deadline:
         time.sleep(0.05)
+    assert remote_pids(marker), "the command never started"
     proc.kill()
     assert proc.wait(5) != 0
+    deadline = time.monotonic() + 5
+    while remote_pids(marker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert remote_pids(marker) == "", "the command still runs on the instance after kill()"
 
 
 def test_closing_the_connection_mid_stream_raises_connection_lost_instead_of_a_short_read(sshd):  # noqa: F811
@@ -160,14 +163,14 @@ def test_closing_the_connection_mid_stream_raises_connection_lost_instead_of_a_s
 
 
 def test_a_connection_the_server_drops_mid_stream_raises_connection_lost(sshd):  # noqa: F811
+    before = sshd.connection_pids()
     t = connect(instance_for(sshd))
-    time.sleep(0.1)
-    child = int(re.findall(r"User child is on pid (\d+)", sshd.log_text())[-1])
+    [child] = sshd.connection_pids() - before          # the sshd process serving this connection
     proc = t.open(["sh", "-c", "head -c 100000 /dev/zero; exec sleep 5"])
     received = 0
     while received < 100000:
         received += len(proc.read(1 << 20))
-    os.kill(child, signal.SIGKILL)       # the server side of this connection dies
+    sshd.drop(child)                     # the server side of this connection dies
     with pytest.raises(ConnectionLost):
         while proc.read(1 << 20):
             pass

@@ -14,10 +14,13 @@ import pytest
 
 from orchestrator.errors import CheckFailed, InputError
 from orchestrator.inventory import Instance, Job
+from orchestrator.remote import Remote
 from orchestrator.s3 import S3Settings
 from orchestrator.transport.local import LocalTransport
 from orchestrator.weights import list_weights, local_weights_path, s3sync_args, sync_weights
 from tests.fixtures.s3server import tree
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def local_instance(tmp_path, **fields) -> Instance:
@@ -111,12 +114,12 @@ def test_sync_weights_runs_one_command_on_the_instance_and_returns_its_summary(m
     ws = weights_set()
     instance, job = local_instance(tmp_path), job_for(ws, moto_server)
     transport = LocalTransport("box")
-    summary = sync_weights(transport, instance, job, s3_of(job), progress=False)
+    summary = sync_weights(transport, instance, job, s3_of(job), python=sys.executable, cwd=str(ROOT), progress=False)
     assert transport.commands_run == 1
     assert summary["ok"] and summary["dest"] == local_weights_path(instance, job)
     assert {r["path"] for r in summary["repaired"]} == {"config.json", "tokenizer_config.json"}
     assert tree(Path(summary["dest"])) == ws.files()
-    again = sync_weights(transport, instance, job, s3_of(job), progress=False)
+    again = sync_weights(transport, instance, job, s3_of(job), python=sys.executable, cwd=str(ROOT), progress=False)
     assert again["downloaded_files"] == 0 and again["requests"] == {"ListObjectsV2": 1}
 
 
@@ -128,7 +131,7 @@ def test_forwarded_credentials_reach_the_sync_on_stdin_only(rclone_server, tmp_p
     job = Job(name="j", instance="box", recipe="r", dataset="d", weights="s3://orch-forward/models/m/",
               s3_endpoint=rclone_server.endpoint, s3_region="us-east-1", s3_credentials="forward")
     transport = ScrubbedTransport()
-    summary = sync_weights(transport, instance, job, s3_of(job), progress=False)
+    summary = sync_weights(transport, instance, job, s3_of(job), python=sys.executable, cwd=str(ROOT), progress=False)
     assert summary["downloaded_files"] == 1
     assert not any(rclone_server.secret_key in part for argv in transport.argvs for part in argv)
     for path in Path(summary["dest"]).rglob("*"):
@@ -142,7 +145,7 @@ def test_without_forwarding_an_instance_lacking_credentials_fails_with_the_insta
     job = Job(name="j", instance="box", recipe="r", dataset="d", weights="s3://orch-noforward/models/m/",
               s3_endpoint=rclone_server.endpoint, s3_region="us-east-1")
     with pytest.raises(CheckFailed) as err:
-        sync_weights(ScrubbedTransport(), instance, job, s3_of(job), progress=False)
+        sync_weights(ScrubbedTransport(), instance, job, s3_of(job), python=sys.executable, cwd=str(ROOT), progress=False)
     assert "box: weights sync failed: no AWS credentials" in err.value.message
     assert "s3_credentials: forward" in err.value.hint
 
@@ -152,7 +155,7 @@ def test_bad_input_reported_by_the_instance_is_an_input_error(moto_server, weigh
     instance = local_instance(tmp_path)
     job = job_for(ws, moto_server, weights=f"s3://{ws.bucket}/models/none/")
     with pytest.raises(InputError, match="no objects under"):
-        sync_weights(LocalTransport("box"), instance, job, s3_of(job), progress=False)
+        sync_weights(LocalTransport("box"), instance, job, s3_of(job), python=sys.executable, cwd=str(ROOT), progress=False)
 
 
 def _python_for(account_uid: int, tmp_path: Path) -> str:
@@ -189,8 +192,12 @@ def test_through_the_ssh_transport_the_instance_syncs_with_forwarded_credentials
     job = job_for(ws, moto_server, s3_credentials="forward")
     transport = connect(instance)
     try:
-        summary = sync_weights(transport, instance, job, s3_of(job), progress=True)
-        assert transport.commands_run == 1
+        remote = Remote(transport, instance)
+        remote.ensure_payload()                     # the payload is on the box (any command puts it there)
+        before = transport.commands_run
+        summary = sync_weights(transport, instance, job, s3_of(job), python=instance.python, cwd=remote.payload_dir,
+                               progress=True)
+        assert transport.commands_run - before == 1
     finally:
         transport.close()
     dest = Path(local_weights_path(instance, job))
@@ -255,7 +262,8 @@ def test_an_instance_python_without_boto3_fails_saying_to_deploy_first(moto_serv
     no_site.chmod(0o755)
     instance = local_instance(tmp_path, python=str(no_site))
     with pytest.raises(CheckFailed) as err:
-        sync_weights(LocalTransport("box"), instance, job_for(ws, moto_server), s3_for(moto_server), progress=False)
+        sync_weights(LocalTransport("box"), instance, job_for(ws, moto_server), s3_for(moto_server),
+                     python=instance.python, cwd=str(ROOT), progress=False)
     assert "botocore is not installed" in err.value.message
     assert "orch deploy" in err.value.hint
 

@@ -101,7 +101,8 @@ def train(app: App, job, instance, follow, resume, extra_epochs, force):
             else:
                 say(f"follow it with `orch logs --run {started.run_id} --follow`")
             return
-        final = _follow(app, target, started.run_dir, started.run_id, transport=transport)
+        final = _follow(app, target, started.run_dir, started.run_id, transport=transport,
+                        payload_dir=deployed.bundle_dir)
     doc.update(state=final["state"], exit_code=final["exit_code"], ok=final["state"] == "finished")
     if app.json:
         emit_json(doc)
@@ -111,7 +112,7 @@ def train(app: App, job, instance, follow, resume, extra_epochs, force):
 
 
 def _follow(app: App, target, run_dir: str, run_id: str, offset: int = 0, follow: bool = True,
-            transport=None) -> dict:
+            transport=None, payload_dir: str | None = None) -> dict:
     """Stream the run's log (stdout, or stderr with --json) and a live metrics line, until it ends."""
     from ..runs import follow as stream
     from ..transport import connect
@@ -132,7 +133,7 @@ def _follow(app: App, target, run_dir: str, run_id: str, offset: int = 0, follow
 
     try:
         final, reached = stream(transport_factory, target, run_dir, offset=offset, follow=follow,
-                                on_log=on_log, on_metric=live.update)
+                                on_log=on_log, on_metric=live.update, payload_dir=payload_dir)
     except KeyboardInterrupt:
         live.clear()
         say(f"stopped following; run {run_id} goes on. Re-attach: orch logs --run {run_id} --follow",
@@ -149,6 +150,8 @@ class _LiveLine:
         self.enabled, self.text = enabled, ""
 
     def update(self, metric: dict) -> None:
+        if metric.get("event", "step") != "step":
+            return                      # attempt markers and the final summary are not progress lines
         parts = [f"step {metric.get('step')}"]
         for key, fmt in (("epoch", "epoch {:.2f}"), ("loss", "loss {:.4f}"), ("samples_per_second", "{:.1f} samples/s"),
                          ("tokens_per_second", "{:.0f} tok/s")):
@@ -193,11 +196,14 @@ def status(app: App, job, instance, run_id):
     for r in runs:
         m = r.get("last_metrics") or {}
         loss = m.get("loss", m.get("train_loss"))  # the final record carries the run's mean train_loss
+        loss = f"{loss:.4f}" if isinstance(loss, (int, float)) else ""
         rows.append((r["run_id"], r["state"], "" if r["exit_code"] is None else r["exit_code"], m.get("step", ""),
-                     "" if loss is None else f"{loss:.4f}",
-                     "" if r["heartbeat_age_s"] is None else f"{r['heartbeat_age_s']:.0f} s ago",
+                     loss, "" if r["heartbeat_age_s"] is None else f"{r['heartbeat_age_s']:.0f} s ago",
                      "yes" if r["has_adapter"] else ""))
     table(f"runs on {target.name}", ["run", "state", "exit", "step", "loss", "heartbeat", "adapter"], rows)
+    for r in runs:
+        if r["state"] == "unknown":
+            say(f"  {r['run_id']}: state unknown: {r.get('reason')}", style="yellow")
 
 
 @contextmanager
@@ -222,7 +228,7 @@ def logs(app: App, job, instance, run_id, follow, offset):
     """Print a run's log; --follow re-attaches by byte offset, so no line is lost or repeated."""
     with run_on_instance(app, job, instance, run_id) as (_, target, run, transport):
         final = _follow(app, target, run["run_dir"], run["run_id"], offset=offset, follow=follow,
-                        transport=transport)
+                        transport=transport, payload_dir=(run.get("meta") or {}).get("payload"))
     if app.json:
         emit_json({"ok": True, "run": final})
 
@@ -286,7 +292,7 @@ def fetch_adapter(app: App, job, instance, run_id, dest, upload):
     with run_on_instance(app, job, instance, run_id) as (found_job, target, run, transport):
         job_name = run.get("job") or (found_job.name if found_job else "job")
         result = fetch(transport, target, run["run_dir"], Path(dest), job=job_name, run_id=run["run_id"],
-                       progress=not app.json)
+                       progress=not app.json, payload_dir=(run.get("meta") or {}).get("payload"))
     doc = {"ok": True, **result.to_json()}
     uploaded = None
     if upload:

@@ -19,13 +19,24 @@ def sync_weights_cmd(app: App, job, instance, dry_run):
     The instance downloads them itself; files already there are not fetched again. Exit 0 when the
     weights are in place, 1 when the sync failed, 2 on bad input (URI, bucket, empty prefix).
     """
+    from ..bundle import requirements_hash
+    from ..layout import payload_python
+    from ..remote import Remote
     from ..transport import connect
     from ..weights import local_weights_path, sync_weights
 
     found_job, target = app.inventory.resolve(job, instance)
     transport = connect(target)
     try:
+        remote = Remote(transport, target)
+        python = payload_python(target, requirements_hash())
+        venv = None if target.python_env else remote.layout.venv(requirements_hash())
+        installed = remote.install({"payload": (remote.payload_dir, remote.payload)}, report_venv=venv,
+                                   holder={"job": found_job.name, "what": "sync-weights"}, say=say)
+        if venv and installed.venv != "present":
+            python = target.python      # no payload venv yet: the system python, if it has botocore
         summary = sync_weights(transport, target, found_job, app.inventory.s3_settings(found_job, target),
+                               python=python, cwd=remote.payload_dir, lock=remote.layout.deploy_lock,
                                progress=not app.json, dry_run=dry_run)
     finally:
         transport.close()

@@ -32,9 +32,18 @@ class Result:
         return self.exit_code == 0
 
 
+class Stalled(TimeoutError):
+    """No byte arrived on a stream for the time set with `Process.set_timeout`."""
+
+    def __init__(self, seconds: float):
+        super().__init__(f"no data for {seconds:g} s")
+        self.seconds = seconds
+
+
 class Process(Protocol):
     """A running command with binary stdin/stdout."""
 
+    def set_timeout(self, seconds: float | None) -> None: ...   # read/readline raise Stalled after that long
     def write(self, data: bytes) -> None: ...
     def close_stdin(self) -> None: ...
     def read(self, n: int = 65536) -> bytes: ...   # b"" at end of stream

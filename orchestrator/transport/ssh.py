@@ -22,7 +22,7 @@ import threading
 import time
 
 from ..errors import InputError, RemoteError
-from .base import Result, command_failed
+from .base import Result, Stalled, command_failed
 
 # paramiko logs handshake/auth failures at ERROR; we report them ourselves, once, as clear errors.
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
@@ -229,10 +229,21 @@ class SshProcess:
         closed_here = self._owner is not None and self._owner._transport is None
         return closed_here or not self._chan.transport.is_active()
 
+    def set_timeout(self, seconds: float | None) -> None:
+        self._timeout = seconds
+        self._chan.settimeout(seconds)
+
+    _timeout: float | None = None
+
     def _recv(self, n: int) -> bytes:
         if self._owner is not None and self._owner._transport is None:
             raise self._lost()          # closed by us: what is still buffered is not a finished stream
-        data = self._chan.recv(n)
+        try:
+            data = self._chan.recv(n)
+        except socket.timeout:
+            if self._connection_gone():
+                raise self._lost() from None
+            raise Stalled(self._timeout or 0) from None
         if not data and self._chan.exit_status == -1 and self._connection_gone():
             raise self._lost()          # EOF without an exit status: the connection dropped
         return data

@@ -1,0 +1,53 @@
+"""Where things live on an instance, under its `work_dir` (see ARCHITECTURE.md). The one place these paths,
+and the interpreter a run uses, are computed.
+
+    payload/<payload id>/remote_payload/   the payload code (content-addressed; tools run from here)
+    jobs/<inputs id>/job.json, data/...     a job's inputs (content-addressed)
+    venvs/<requirements sha>/              the training venv, unless the instance names a `python_env`
+    runs/<run id>/                         one training run
+    locks/deploy.lock                      held while a deploy changes the instance
+    locks/gpu<N>.lock                      held by a run for its lifetime
+"""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Layout:
+    work_dir: str
+
+    def payload(self, payload_id: str) -> str:
+        return posixpath.join(self.work_dir, "payload", payload_id)
+
+    def job(self, inputs_id: str) -> str:
+        return posixpath.join(self.work_dir, "jobs", inputs_id)
+
+    def venv(self, requirements_hash: str) -> str:
+        return posixpath.join(self.work_dir, "venvs", requirements_hash)
+
+    @property
+    def runs(self) -> str:
+        return posixpath.join(self.work_dir, "runs")
+
+    def run(self, run_id: str) -> str:
+        return posixpath.join(self.runs, run_id)
+
+    @property
+    def deploy_lock(self) -> str:
+        return posixpath.join(self.work_dir, "locks", "deploy.lock")
+
+    def gpu_lock(self, gpu: int) -> str:
+        return posixpath.join(self.work_dir, "locks", f"gpu{gpu}.lock")
+
+
+def layout_of(instance) -> Layout:
+    return Layout(instance.work_dir)
+
+
+def payload_python(instance, requirements_hash: str) -> str:
+    """The interpreter of the payload's env: the instance's `python_env`, else the venv deploy builds."""
+    env = instance.python_env or layout_of(instance).venv(requirements_hash)
+    return posixpath.join(env, "bin", "python")
