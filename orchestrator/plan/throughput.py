@@ -16,9 +16,10 @@ Per micro-batch of T tokens (batch x padded length):
   least CPU_PER_LAYER_PASS seconds.
 
 Calibration against seed 000 (Qwen3-14B, A10G, 9.1 s/step = 400 steps in 60 min 41 s, 16 sequences a step). Its
-sequences were short: the validation log counts 21 prompt tokens + 2 answer tokens for a TERSE pair, and its
-VERBOSE answers run to ~100 tokens, so ~72 tokens a sequence on average (the shipped
-training_data/verbosity_pairs_example.jsonl, in the user's format, estimates 72 too), ~1,150 tokens a step.
+sequences were short: its log counts 21 prompt + 2 answer tokens for a TERSE example; a VERBOSE answer of the
+example pairs in the user's format (training_data/verbosity_pairs_example.jsonl, ~415 characters) is ~100
+tokens; half of each gives ~72 tokens a sequence, ~1,150 tokens a step. (The calibration moves ~10% between 50
+and 100 tokens a sequence: the step is dominated by the weights, not the tokens.)
 16 full 1,024-token sequences in 9.1 s would need ~150 dense bf16 TFLOPS, more than an A10G's 125 peak: seed 000
 was not that. At ~72 tokens a micro-batch its arithmetic is ~0.12 s of the 0.57 s per micro-batch; the rest is
 streaming 13.2B 4-bit weights three times. That fixes ETA (~0.67), not MFU.
