@@ -145,25 +145,39 @@ def fits(plan: Plan, free_vram_bytes: int) -> tuple[bool, str, str | None]:
     return False, detail, _fix(plan, free_vram_bytes)
 
 
+def _dropped(plan: Plan, length: int) -> str:
+    if plan.tokens is None:
+        return "longer examples are dropped"
+    n = round(plan.tokens.count * plan.tokens.fraction_over(length))
+    return f"drops ~{n} of {plan.tokens.count} examples" if n else "drops no example"
+
+
 def _fix(plan: Plan, budget: int) -> str:
+    """What to change, cheapest first: the batch (same effective batch), checkpointing, Liger, max_length."""
     shape, setup, seq = plan.shape, plan.setup, plan.memory.seq
+    effective = setup.batch * setup.accumulation
+
+    def smaller_batch(batch: int) -> str:
+        return (f"per_device_train_batch_size={batch} with gradient_accumulation_steps="
+                f"{math.ceil(effective / batch)} (same effective batch)")
+
     options = []
     batch = max_batch(shape, setup, seq, budget)
     if 0 < batch < setup.batch:
-        accumulation = math.ceil(setup.batch * setup.accumulation / batch)
-        options.append(f"per_device_train_batch_size={batch} with gradient_accumulation_steps={accumulation} "
-                       f"(same effective batch)")
-    if not setup.gradient_checkpointing:
-        ckpt = setup.replace(gradient_checkpointing=True)
-        if device_bytes(shape, ckpt, setup.batch, seq) <= budget:
-            options.append("gradient_checkpointing=true (~25-30% slower steps)")
+        options.append(smaller_batch(batch))
+    for label, changed in (("gradient_checkpointing=true (~25-30% slower steps)",
+                            None if setup.gradient_checkpointing else setup.replace(gradient_checkpointing=True)),
+                           ("liger_kernel=true (fused linear cross-entropy: no logits peak)",
+                            None if setup.loss == "fused_linear" else setup.replace(loss="fused_linear"))):
+        if changed is not None and device_bytes(shape, changed, setup.batch, seq) <= budget:
+            options.append(label)
     length = max_length(shape, setup, setup.batch, budget)
     if 0 < length < seq:
-        options.append(f"max_length={length} (longer examples are dropped)")
-    if setup.loss != "fused_linear":
-        liger = setup.replace(loss="fused_linear")
-        if device_bytes(shape, liger, setup.batch, seq) <= budget:
-            options.append("liger_kernel=true (fused linear cross-entropy: no logits peak)")
+        options.append(f"max_length={length} ({_dropped(plan, length)})")
+    if batch == 0 and setup.batch > 1:
+        length = max_length(shape, setup.replace(batch=1), 1, budget)
+        if 0 < length < seq:
+            options.append(f"{smaller_batch(1)} and max_length={length} ({_dropped(plan, length)})")
     if not options:
         return (f"even batch 1 x {LENGTH_STEP} tokens does not fit in {_gib(budget)}: free the GPU (other processes "
                 "hold memory) or use a GPU with more memory")
