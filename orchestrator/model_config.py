@@ -55,15 +55,25 @@ def from_file(path: str | Path) -> ModelConfig:
     return ModelConfig(parse_config(data, str(path)), str(path))
 
 
-def from_s3(job, instance) -> ModelConfig:
+def _client(endpoint: str | None, region: str | None, attempts: int):
+    import boto3
+    from botocore.config import Config
+
+    config = Config(region_name=region or "us-east-1", connect_timeout=3, read_timeout=10,
+                    retries={"mode": "standard", "max_attempts": attempts},
+                    s3={"addressing_style": "path"} if endpoint else {})
+    return boto3.session.Session().client("s3", endpoint_url=endpoint or None, config=config)
+
+
+def from_s3(job, instance, attempts: int = 3) -> ModelConfig:
     """`<prefix>config.json` of the job's weights, with the controller's credentials."""
-    from .weights import _client, _listing_error, parse_s3_uri, s3_settings
+    from .weights import _listing_error, parse_s3_uri, s3_settings
 
     bucket, prefix = parse_s3_uri(job.weights)
     uri = f"s3://{bucket}/{prefix}config.json"
     endpoint, region = s3_settings(instance, job)
     try:
-        body = _client(endpoint, region).get_object(Bucket=bucket, Key=prefix + "config.json")["Body"]
+        body = _client(endpoint, region, attempts).get_object(Bucket=bucket, Key=prefix + "config.json")["Body"]
         data = body.read(MAX_CONFIG_BYTES + 1)
     except Exception as exc:  # noqa: BLE001 - turned into one clear error
         code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))

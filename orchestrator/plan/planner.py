@@ -158,23 +158,31 @@ def _fix(plan: Plan, budget: int) -> str:
     effective = setup.batch * setup.accumulation
 
     def smaller_batch(batch: int) -> str:
-        return (f"per_device_train_batch_size={batch} with gradient_accumulation_steps="
-                f"{math.ceil(effective / batch)} (same effective batch)")
+        steps = math.ceil(effective / batch)
+        same = "same effective batch" if steps * batch == effective else f"effective batch {steps * batch}, " \
+                                                                         f"was {effective}"
+        return f"per_device_train_batch_size={batch} with gradient_accumulation_steps={steps} ({same})"
 
     options = []
-    batch = max_batch(shape, setup, seq, budget)
-    if 0 < batch < setup.batch:
-        options.append(smaller_batch(batch))
-    for label, changed in (("gradient_checkpointing=true (~25-30% slower steps)",
-                            None if setup.gradient_checkpointing else setup.replace(gradient_checkpointing=True)),
-                           ("liger_kernel=true (fused linear cross-entropy: no logits peak)",
-                            None if setup.loss == "fused_linear" else setup.replace(loss="fused_linear"))):
-        if changed is not None and device_bytes(shape, changed, setup.batch, seq) <= budget:
-            options.append(label)
+    variants = [("", setup)]
+    if not setup.gradient_checkpointing:
+        variants.append(("gradient_checkpointing=true (~25-30% slower steps)",
+                         setup.replace(gradient_checkpointing=True)))
+    if setup.loss != "fused_linear":
+        variants.append(("liger_kernel=true (fused linear cross-entropy: no logits peak)",
+                         setup.replace(loss="fused_linear")))
+    best = 0
+    for change, variant in variants:
+        batch = max_batch(shape, variant, seq, budget)
+        if batch >= setup.batch and change:
+            options.append(change)
+        elif best < batch < setup.batch:
+            options.append(f"{change} and {smaller_batch(batch)}" if change else smaller_batch(batch))
+        best = max(best, batch)
     length = max_length(shape, setup, setup.batch, budget)
     if 0 < length < seq:
         options.append(f"max_length={length} ({_dropped(plan, length)})")
-    if batch == 0 and setup.batch > 1:
+    if best == 0 and setup.batch > 1:
         length = max_length(shape, setup.replace(batch=1), 1, budget)
         if 0 < length < seq:
             options.append(f"{smaller_batch(1)} and max_length={length} ({_dropped(plan, length)})")
