@@ -56,7 +56,10 @@ def layer_bytes_per_token(shape: ModelShape, setup: Setup, batch: int, seq: int)
     parts["attention q, k, v, output"] = c * (2 * shape.q_dim + 2 * kv) + 4 * shape.heads
     if setup.attention == "eager":
         parts["attention probabilities"] = shape.heads * seq * (4 + c)
-    parts["SwiGLU gate, up, silu(gate)"] = 3 * shape.intermediate * a
+    if setup.loss == "fused_linear":   # Liger also swaps in its SiLU-mul kernel, which recomputes silu(gate)
+        parts["SwiGLU gate, up"] = 2 * shape.intermediate * a
+    else:
+        parts["SwiGLU gate, up, silu(gate)"] = 3 * shape.intermediate * a
     parts["LoRA inputs and dropout masks"] = _lora_saved(shape, setup)
     return parts
 
