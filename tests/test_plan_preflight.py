@@ -11,6 +11,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import orch
 from tests.fixtures.s3server import moto_server  # noqa: F401  (the session fixture)
@@ -90,3 +91,16 @@ def test_a_config_json_this_machine_cannot_read_leaves_the_memory_unplanned_not_
     assert checks["GPU memory plan"]["ok"]
     assert checks["GPU memory plan"]["detail"].startswith("not planned (no config.json under s3://")
     assert "orch plan qwen --model-config FILE" in checks["GPU memory plan"]["detail"]
+
+
+def test_orch_plan_reads_the_config_json_synced_on_the_instance_over_ssh_when_s3_has_none(sshd, moto_server, qwen_job):  # noqa: F811
+    inventory = qwen_job(config=False)
+    models_dir = Path(yaml.safe_load(inventory.read_text())["instances"]["box"]["models_dir"])
+    (models_dir / "Qwen3-14B").mkdir()
+    (models_dir / "Qwen3-14B" / "config.json").write_bytes(gzip.compress(QWEN3_14B))
+    run = orch("--inventory", str(inventory), "plan", "qwen", "--json", env=moto_server.env())
+    assert run.code == 0, run.stderr
+    doc = json.loads(run.stdout)
+    assert doc["model_config"]["source"] == f"box:{models_dir}/Qwen3-14B/config.json"
+    assert "no config.json under s3://" in doc["model_config"]["tried"][0]
+    assert doc["plan"]["model"]["hidden_size"] == 5120
