@@ -99,7 +99,8 @@ def resolve_variant(name: str, recipe_name: str, device: str, base: dict):
 
     overrides = dict(VARIANTS[name])
     if "packing" in overrides and "packing" not in RECIPE_FIELDS:
-        return None, "packing is not in this tree yet (issue 11 adds the recipe's `packing` field; this variant sets it)"
+        return None, ("packing is not in this tree yet (issue 11 adds the recipe's `packing` field; this variant "
+                      "sets it)")
     for field, value in list(overrides.items()):
         why = lever_unavailable(field, value, device)
         if why and name == "best":
@@ -211,7 +212,8 @@ def measure(config: dict, recipe, device: str, seq: int, steps: int, warmup: int
     timed = timer.seconds[warmup:] or timer.seconds
     seconds = statistics.median(timed)
     result = {"seconds_per_step": seconds, "tokens_per_second": per_step * seq / seconds, "build_seconds": build_s,
-              "step_seconds": [round(t, 3) for t in timer.seconds], "loss": trainer.state.log_history[-1].get("train_loss")}
+              "step_seconds": [round(t, 3) for t in timer.seconds],
+              "loss": trainer.state.log_history[-1].get("train_loss")}
     if cuda:
         result.update(peak_allocated_gib=torch.cuda.max_memory_allocated() / GiB,
                       peak_reserved_gib=torch.cuda.max_memory_reserved() / GiB, gpu=torch.cuda.get_device_name())
@@ -235,8 +237,8 @@ def check_device(args) -> str:
     device = args.device or ("cpu" if args.config == "tiny" else "cuda")
     if device == "cuda" and not torch.cuda.is_available():
         raise SystemExit(f"bench: --config {args.config} runs on a CUDA GPU, and torch {torch.__version__} sees none "
-                         "here (torch.cuda.is_available() is False). Run `--config tiny` on this machine, or the device "
-                         "command in bench/README.md on a machine with a GPU.")
+                         "here (torch.cuda.is_available() is False). Run `--config tiny` on this machine, or the "
+                         "device command in bench/README.md on a machine with a GPU.")
     if device == "cpu" and args.config != "tiny":
         raise SystemExit(f"bench: --config {args.config} on CPU would take hours a step; use --config tiny")
     return device
@@ -260,7 +262,7 @@ def run(args) -> dict:
             results.append({"variant": name, "available": False, "why": why})
             print(f"{name}: not available here: {why}", flush=True)
             continue
-        print(f"{name}: building {args.config} on {device} and training {args.warmup}+{args.steps} steps ...", flush=True)
+        print(f"{name}: building {args.config} on {device}, training {args.warmup}+{args.steps} steps", flush=True)
         measured = measure(config, recipe, device, seq, args.steps, args.warmup)
         results.append({"variant": name, "available": True, "recipe_overrides": VARIANTS[name],
                         "batch": recipe.per_device_train_batch_size, "accumulation": recipe.gradient_accumulation_steps,
@@ -301,7 +303,8 @@ def report(doc: dict) -> str:
                  f"{alloc / p['peak_allocated_gib']:>9.2f}" if alloc else f"{'-':>9}",
                  f"{p['seconds_per_step']:>8.2f}" if "seconds_per_step" in p else f"{'-':>8}",
                  f"{m['seconds_per_step'] / p['seconds_per_step']:>9.2f}" if "seconds_per_step" in p else f"{'-':>9}",
-                 f"{m['tokens_per_second'] / golden['measured']['tokens_per_second']:>7.2f}x" if golden else f"{'-':>8}"]
+                 f"{m['tokens_per_second'] / golden['measured']['tokens_per_second']:>7.2f}x" if golden
+                 else f"{'-':>8}"]
         lines.append(" ".join(cells))
     if doc["device"] == "cuda":
         gpu = next((r["measured"]["gpu"] for r in doc["results"] if r["available"]), "?")
@@ -310,7 +313,8 @@ def report(doc: dict) -> str:
         lines.append("CPU: peak GPU memory does not apply (planned figures use CPU semantics); s/step is not a GPU's")
     s = doc["seed_000"]
     lines.append(f"seed 000 (Qwen3-14B, {s['gpu']}, {s['sequences_per_step']} x ~{s['tokens_per_sequence']} tokens): "
-                 f"{s['seconds_per_step']} s/step, {s['allocated_gib']} GiB allocated / {s['reserved_gib']} GiB reserved")
+                 f"{s['seconds_per_step']} s/step, {s['allocated_gib']} GiB allocated / {s['reserved_gib']} GiB "
+                 "reserved")
     return "\n".join(lines)
 
 

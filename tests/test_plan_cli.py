@@ -19,7 +19,8 @@ WIDE = {"COLUMNS": "250"}
 
 def write_project(project, *, gpu="A10G", overrides=None, **job) -> Path:
     """A local instance (no SSH) expecting `gpu`, and job `qwen` on it training the 14B recipe."""
-    instance = {"transport": "local", "work_dir": str(project.root / "work"), "models_dir": str(project.root / "models"),
+    instance = {"transport": "local", "work_dir": str(project.root / "work"),
+                "models_dir": str(project.root / "models"),
                 "imds_url": "", "expect": {"gpu": gpu}}
     spec = {"instance": "box", "recipe": "qwen3-14b-verbosity", "dataset": str(PAIRS),
             "weights": "s3://example-llm-cache/models/Qwen/Qwen3-14B/", "s3_region": "us-east-1",
@@ -107,7 +108,8 @@ def test_plan_exits_1_with_what_to_change_when_the_job_cannot_fit_its_gpu(projec
     assert doc["plan"]["tokens"]["examples"] == 3200
     big = project.orch("plan", "qwen", "--model-config", str(config), "--seqlen", str(seqlen), "--gpu", "H200",
                        "--gpus", "4", "--json").json()
-    assert big["ok"] and big["plan"]["setup"]["gpus"] == 4 and big["plan"]["steps_per_epoch"] == 7   # 3200 / (8 x 16 x 4)
+    assert big["ok"] and big["plan"]["setup"]["gpus"] == 4
+    assert big["plan"]["steps_per_epoch"] == 7                 # 3200 / (8 x 16 x 4)
 
 
 def test_plan_without_a_target_gpu_asks_for_one(project):

@@ -50,7 +50,8 @@ def plan_check(inventory: Path, env: dict) -> tuple[int, dict]:
     return run.code, checks
 
 
-def test_preflight_refuses_an_over_budget_job_with_the_breakdown_on_a_replayed_a10g(sshd, moto_server, qwen_job):  # noqa: F811
+def test_preflight_refuses_an_over_budget_job_with_the_breakdown_on_a_replayed_a10g(
+        sshd, moto_server, qwen_job):  # noqa: F811
     sshd.set_gpu_case("a10g-idle")
     inventory = qwen_job({"per_device_train_batch_size": 16, "gradient_checkpointing": False})
     env = {**moto_server.env(), **WIDE}
@@ -70,7 +71,8 @@ def test_preflight_refuses_an_over_budget_job_with_the_breakdown_on_a_replayed_a
     assert train.code == 1 and "GPU memory plan" in train.stderr and "--force" in train.stderr
 
 
-def test_the_recipe_as_shipped_fits_an_idle_a10g_but_not_one_another_process_holds(sshd, moto_server, qwen_job):  # noqa: F811
+def test_the_recipe_as_shipped_fits_an_idle_a10g_but_not_one_another_process_holds(
+        sshd, moto_server, qwen_job):  # noqa: F811
     inventory = qwen_job()
     env = moto_server.env()
     sshd.set_gpu_case("a10g-idle")
@@ -84,7 +86,8 @@ def test_the_recipe_as_shipped_fits_an_idle_a10g_but_not_one_another_process_hol
     assert "free the GPU" in checks["GPU memory plan"]["fix"]
 
 
-def test_a_config_json_this_machine_cannot_read_leaves_the_memory_unplanned_not_failed(sshd, moto_server, qwen_job):  # noqa: F811
+def test_a_config_json_this_machine_cannot_read_leaves_the_memory_unplanned_not_failed(
+        sshd, moto_server, qwen_job):  # noqa: F811
     sshd.set_gpu_case("a10g-idle")
     inventory = qwen_job(config=False)
     code, checks = plan_check(inventory, moto_server.env())
@@ -93,7 +96,8 @@ def test_a_config_json_this_machine_cannot_read_leaves_the_memory_unplanned_not_
     assert "orch plan qwen --model-config FILE" in checks["GPU memory plan"]["detail"]
 
 
-def test_orch_plan_reads_the_config_json_synced_on_the_instance_over_ssh_when_s3_has_none(sshd, moto_server, qwen_job):  # noqa: F811
+def test_orch_plan_reads_the_config_json_synced_on_the_instance_over_ssh_when_s3_has_none(
+        sshd, moto_server, qwen_job):  # noqa: F811
     inventory = qwen_job(config=False)
     models_dir = Path(yaml.safe_load(inventory.read_text())["instances"]["box"]["models_dir"])
     (models_dir / "Qwen3-14B").mkdir()

@@ -83,6 +83,7 @@ def test_gradients_and_adamw_state_after_one_step_are_the_bytes_the_planner_pred
     grads = sum(p.grad.numel() * p.grad.element_size() for p in params)
     assert grads == states.gradient_bytes(shape, setup)
     optimizer.step()
-    state = sum(t.numel() * t.element_size() for s in optimizer.state.values() for t in s.values() if torch.is_tensor(t))
+    state = sum(t.numel() * t.element_size() for s in optimizer.state.values() for t in s.values()
+                if torch.is_tensor(t))
     assert state == sum(states.optimizer_bytes(shape, setup).values())
     assert len(optimizer.state) == len(states.trainable_tensors(shape, setup))
