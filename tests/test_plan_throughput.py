@@ -82,3 +82,15 @@ def test_a_seqlen_report_gives_the_real_tokenizers_counts(tmp_path):
     stats = from_seqlen_report(path)
     assert isinstance(stats, TokenStats) and stats.count == 3200 and stats.longest == 300
     assert stats.total == 3200 * 72 and "real tokenizer" in stats.source
+
+
+def test_packing_plans_full_max_length_sequences_and_fewer_steps():
+    """Issue 11's packing: the planner reads the recipe's `packing` field once it exists (Setup.packing here)."""
+    tokens = _from_lengths([60] * 1600 + [120] * 1600, "test", "test")     # 288,000 tokens
+    recipe = load_recipe("qwen3-14b-verbosity")
+    padded = make_plan(QWEN3_14B, recipe, gpu="A10G", tokens=tokens)
+    packed = make_plan(QWEN3_14B, recipe, gpu="A10G", tokens=tokens,
+                       setup=setup_from_recipe(recipe).replace(packing=True))
+    assert packed.memory.seq == 1024 and padded.memory.seq == 120
+    assert packed.steps_per_epoch == math.ceil(288_000 / (16 * 1024)) == 18
+    assert packed.seconds_per_epoch < padded.seconds_per_epoch

@@ -87,7 +87,7 @@ def max_length(shape: ModelShape, setup: Setup, batch: int, budget: int) -> int:
 
 def worst_seq(setup: Setup, tokens: TokenStats | None) -> int:
     """The widest micro-batch: padded to the longest example that is kept (examples over max_length are dropped)."""
-    if tokens is None:
+    if tokens is None or setup.packing:
         return setup.max_length
     return max(1, min(setup.max_length, tokens.longest))
 
@@ -96,7 +96,11 @@ def _schedule(setup: Setup, tokens: TokenStats, recipe) -> tuple[int, int, float
     """(examples kept, steps per epoch, epochs) as the Trainer counts them."""
     kept = tokens.count - round(tokens.count * tokens.fraction_over(setup.max_length))
     per_step = setup.batch * setup.accumulation * setup.gpus
-    steps = max(1, math.ceil(kept / per_step))
+    if setup.packing:   # steps of per_step packed sequences of max_length tokens each
+        kept_tokens = tokens.total * kept / max(1, tokens.count)
+        steps = max(1, math.ceil(kept_tokens / (per_step * setup.max_length)))
+    else:
+        steps = max(1, math.ceil(kept / per_step))
     epochs = None
     if recipe is not None:
         epochs = (recipe.max_steps / steps) if recipe.max_steps > 0 else recipe.num_train_epochs
@@ -119,7 +123,7 @@ def make_plan(config: dict, recipe=None, *, gpu: str | GPU = "A10G", gpus: int =
         if kept < tokens.count:
             notes.append(f"~{tokens.count - kept} of {tokens.count} examples are longer than max_length="
                          f"{setup.max_length} and would be dropped")
-        width = tokens.expected_longest(setup.batch, setup.max_length)
+        width = setup.max_length if setup.packing else tokens.expected_longest(setup.batch, setup.max_length)
         timing = step_time(shape, setup, target, setup.batch * width, width)
         epoch_s = steps * timing.seconds_per_step
     if setup.device != "cuda":

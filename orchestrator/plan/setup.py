@@ -48,6 +48,7 @@ class Setup:
     attention: str = "sdpa"
     device: str = "cuda"
     gpus: int = 1                          # data-parallel replicas (each holds the whole model)
+    packing: bool = False                  # issue 11: examples packed into max_length-token sequences, no padding
 
     def __post_init__(self) -> None:
         for name in ("batch", "accumulation", "max_length", "lora_r", "gpus"):
@@ -93,6 +94,7 @@ def setup_from_recipe(recipe, **overrides: Any) -> Setup:
                   device=recipe.device)
     if getattr(recipe, "liger_kernel", False):
         fields["loss"] = "fused_linear"
+    fields["packing"] = bool(getattr(recipe, "packing", False))   # the field issue 11 adds to the Recipe
     attention = getattr(recipe, "attn_implementation", None)
     if attention:
         fields["attention"] = attention
