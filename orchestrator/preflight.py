@@ -210,6 +210,12 @@ def evaluate(instance, probe: dict, job=None, weights_bytes: int | None = None) 
 
     checks += _gpu_checks(instance, probe, job)
     checks += _disk_checks(instance, probe, job, weights_bytes)
+    if job is not None:   # the planner's peak against the GPU's free memory (orchestrator/memory_check.py)
+        from .memory_check import memory_check
+
+        planned = memory_check(instance, probe, job)
+        if planned is not None:
+            add(Check("GPU memory plan", *planned))
 
     # another orch run already holding the box
     runs = probe.get("runs") or {}

@@ -90,7 +90,7 @@ def load_base_model(model_dir: str | Path, recipe: Recipe):
     path = check_model_dir(model_dir)
     model = AutoModelForCausalLM.from_pretrained(
         str(path), quantization_config=quantization_config(recipe), dtype=torch_dtype(recipe.compute_dtype),
-        device_map=device_map(recipe))
+        device_map=device_map(recipe), attn_implementation=recipe.attn_implementation)
     if not getattr(model, "is_loaded_in_4bit", False):
         raise ModelError(f"{path} did not load in 4-bit (is_loaded_in_4bit is false); refusing to train",
                          hint="check that bitsandbytes imports cleanly in this venv")

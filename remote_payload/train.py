@@ -96,7 +96,7 @@ def training_arguments(recipe: Recipe, run_dir: Path, epochs: float):
         dataloader_num_workers=recipe.dataloader_num_workers,
         dataloader_pin_memory=recipe.dataloader_pin_memory and recipe.device == "cuda",
         remove_unused_columns=False, label_names=["labels"], include_num_input_tokens_seen="non_padding",
-        report_to=[], disable_tqdm=True)
+        use_liger_kernel=recipe.liger_kernel, report_to=[], disable_tqdm=True)
 
 
 def make_trainer(model, tokenizer, args, features, run_dir: Path, recipe: Recipe, attempt: int = 1):

@@ -21,6 +21,7 @@ QUANT_TYPES = ("nf4", "fp4")
 SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup")
 OPTIMIZERS = ("adamw_torch", "adamw_torch_fused", "paged_adamw_8bit", "paged_adamw_32bit", "adamw_bnb_8bit")
 OVERLENGTH_POLICIES = ("drop", "error")
+ATTENTION_IMPLEMENTATIONS = ("sdpa", "flash_attention_2", "eager")
 
 
 def _fail(owner: str, name: str, problem: str) -> typing.NoReturn:
@@ -142,6 +143,11 @@ class Recipe:
     dataloader_num_workers: int = 2
     dataloader_pin_memory: bool = True
     torch_threads: int = 0                    # > 0: torch.set_num_threads(n) for CPU work; 0: torch's default
+    # --- speed levers: each measured by bench/gpu_train.py before it becomes a recipe's default ---
+    attn_implementation: str = "sdpa"         # from_pretrained(attn_implementation=...); "flash_attention_2" needs
+                                              # the flash-attn package and an Ampere-or-newer GPU
+    liger_kernel: bool = False                # TrainingArguments.use_liger_kernel: Liger's Triton kernels, incl. the
+                                              # fused linear cross-entropy that never builds the logits (CUDA only)
     # --- evaluation (remote_payload/evaluate.py) ---
     eval_terse: GenerationPreset = field(default_factory=lambda: GenerationPreset(max_new_tokens=20))
     eval_verbose: GenerationPreset = field(default_factory=lambda: GenerationPreset(max_new_tokens=100))
@@ -158,13 +164,17 @@ class Recipe:
     def _check_choices(self, owner: str) -> None:
         for name, choices in (("device", DEVICES), ("compute_dtype", COMPUTE_DTYPES),
                               ("bnb_4bit_quant_type", QUANT_TYPES), ("lr_scheduler_type", SCHEDULERS),
-                              ("optim", OPTIMIZERS), ("on_overlength", OVERLENGTH_POLICIES)):
+                              ("optim", OPTIMIZERS), ("on_overlength", OVERLENGTH_POLICIES),
+                              ("attn_implementation", ATTENTION_IMPLEMENTATIONS)):
             if getattr(self, name) not in choices:
                 _fail(owner, name, f"must be one of {', '.join(choices)} (got {getattr(self, name)!r})")
         if self.bf16 and self.compute_dtype != "bfloat16":
             _fail(owner, "bf16", f"is true but compute_dtype is {self.compute_dtype!r}; set both consistently")
         if self.device == "cpu" and self.compute_dtype == "float16":
             _fail(owner, "compute_dtype", "float16 is not supported on cpu; use float32 or bfloat16")
+        if self.device == "cpu" and (self.liger_kernel or self.attn_implementation == "flash_attention_2"):
+            lever = "liger_kernel" if self.liger_kernel else "attn_implementation"
+            _fail(owner, lever, "needs device cuda (Liger and flash-attention run on NVIDIA GPUs only)")
         if not self.lora_target_modules:
             _fail(owner, "lora_target_modules", "must name at least one module (or 'all-linear')")
 
