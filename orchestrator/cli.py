@@ -96,15 +96,15 @@ def show(app: App, job: str | None, instance: str | None):
 
 
 def _register_commands() -> None:
-    """Commands that live in their own modules register themselves on `cli`."""
+    """Every module of `orchestrator.commands` registers its commands on `cli` when imported: adding a command
+    is adding a module there, never editing this file."""
     import importlib
+    import pkgutil
 
-    for module in ("preflight_cmd", "weights_cmd", "lifecycle_cmd", "plan_cmd"):
-        try:
-            importlib.import_module(f"orchestrator.commands.{module}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"orchestrator.commands.{module}":
-                raise
+    from . import commands
+
+    for module in sorted(m.name for m in pkgutil.iter_modules(commands.__path__)):
+        importlib.import_module(f"{commands.__name__}.{module}")
 
 
 def _report(exc: OrchError, as_json: bool, verbose: bool) -> int:

@@ -37,6 +37,10 @@ class HostKeyError(RemoteError):
         self.known = known or []
 
 
+class KnownHostsError(InputError):
+    """A known_hosts file or a pinned host_key that cannot be read (bad input, exit 2)."""
+
+
 class UnknownHostKey(HostKeyError):
     """First contact: no key recorded for this host."""
 
@@ -137,11 +141,11 @@ def parse_key_text(text: str, source: str) -> list[KnownKey]:
         if not fields[0].startswith(("ssh-", "ecdsa-", "sk-")) and len(fields) >= 3:
             fields = fields[1:]  # "host ssh-ed25519 AAAA..." pasted from a known_hosts file
         if len(fields) < 2:
-            raise InputError(f"{source}: expected 'ssh-ed25519 AAAA...', got {raw.strip()!r}")
+            raise KnownHostsError(f"{source}: expected 'ssh-ed25519 AAAA...', got {raw.strip()!r}")
         try:
             blob = base64.b64decode(fields[1], validate=True)
         except ValueError:
-            raise InputError(f"{source}: the key after {fields[0]!r} is not valid base64") from None
+            raise KnownHostsError(f"{source}: the key after {fields[0]!r} is not valid base64") from None
         keys.append(KnownKey(fields[0], blob, source))
     return keys
 
@@ -154,7 +158,7 @@ def read_known_hosts(path: Path, host: str, port: int) -> list[KnownKey]:
     except FileNotFoundError:
         return []
     except OSError as exc:
-        raise InputError(f"cannot read known_hosts file {path}: {exc.strerror}") from None
+        raise KnownHostsError(f"cannot read known_hosts file {path}: {exc.strerror}") from None
     keys = []
     for number, line in enumerate(lines, 1):
         fields = line.split()
@@ -175,10 +179,10 @@ def read_known_hosts(path: Path, host: str, port: int) -> list[KnownKey]:
 
 def expected_keys(instance) -> Expected:
     """What the instance's server must present: the pinned key(s), else its known_hosts entries."""
-    if getattr(instance, "host_key", None):
+    if instance.host_key:
         origin = instance.origin("host_key")
         return Expected(parse_key_text(instance.host_key, f"host_key ({origin})"), pinned=True)
-    path = Path(os.path.expanduser(instance.known_hosts)) if getattr(instance, "known_hosts", None) else None
+    path = Path(os.path.expanduser(instance.known_hosts)) if instance.known_hosts else None
     if path is None:
         return Expected()
     return Expected(read_known_hosts(path, instance.host, instance.port), file=path)
@@ -250,34 +254,12 @@ class TrustResult:
                 "fingerprint": self.fingerprint, "status": self.status, "known_hosts": self.file}
 
 
-def fetch_host_key(instance, timeout: float | None = None):
-    """The server's host key, from an SSH handshake without logging in."""
-    from .transport.ssh import open_socket, start_transport
-
-    sock = open_socket(instance, timeout)
-    transport = None
-    try:
-        transport = start_transport(instance, sock, expected_keys_or_none(instance), timeout)
-        return transport.get_remote_server_key()
-    finally:
-        if transport is not None:
-            transport.close()
-        sock.close()
-
-
-def expected_keys_or_none(instance) -> Expected | None:
-    try:
-        return expected_keys(instance)
-    except InputError:
-        return None
-
-
-def trust(instance, *, replace: bool = False, fingerprint: str | None = None,
-          timeout: float | None = None) -> TrustResult:
-    """Fetch the instance's host key and record it in its known_hosts file (or confirm the pinned one)."""
-    if getattr(instance, "transport", "ssh") != "ssh":
+def trust(instance, fetch_key, *, replace: bool = False, fingerprint: str | None = None) -> TrustResult:
+    """Record the instance's host key (`fetch_key()`: the server's key from a handshake without login, e.g.
+    transport.ssh.fetch_host_key) in its known_hosts file, or confirm the pinned one."""
+    if instance.transport != "ssh":
         raise InputError(f"{instance.name} uses the {instance.transport} transport: there is no host key to trust")
-    key = fetch_host_key(instance, timeout)
+    key = fetch_key()
     offered = describe_key(key)
     fp = fingerprint_blob(key.asbytes())
     if fingerprint and fingerprint.removeprefix("SHA256:") != fp.removeprefix("SHA256:"):
@@ -332,6 +314,6 @@ def _record(path: Path, instance, line: str, *, replace: bool) -> None:
     os.replace(tmp, path)
 
 
-__all__ = ["ChangedHostKey", "Expected", "HostKeyError", "KnownKey", "TrustResult", "UnknownHostKey", "check",
-           "describe_key", "entry_name", "expected_keys", "fetch_host_key", "fingerprint_blob",
+__all__ = ["ChangedHostKey", "Expected", "HostKeyError", "KnownHostsError", "KnownKey", "TrustResult",
+           "UnknownHostKey", "check", "describe_key", "entry_name", "expected_keys", "fingerprint_blob",
            "preferred_algorithms", "read_known_hosts", "trust"]

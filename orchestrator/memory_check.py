@@ -2,7 +2,8 @@
 
 Free memory is the job's GPU's total minus what nvidia-smi says is in use (seed 000 names OOM from a stale GPU
 process as a top failure). The plan (orchestrator/plan) needs the model's config.json, read from the job's S3
-prefix with one quick GET; when it cannot be read from here the check passes and says the memory was not
+prefix with one quick GET by the preflight runner (beside the weights listing); when it cannot be read from
+here the check passes and says the memory was not
 planned, as the weights check does for a bucket only the instance can see. Nothing is checked for CPU recipes,
 for instances that expect no GPU, or when the job's recipe or dataset is bad (the "job inputs" check says so).
 """
@@ -29,12 +30,26 @@ def _gpu(entry: dict):
         return GPU(entry.get("name") or "?", total, 1.0, 1.0, "nvidia-smi (not in the planner's table)")
 
 
-def memory_check(instance, probe: dict, job) -> tuple[bool, str, str | None] | None:
-    """(ok, detail, fix) of the check, or None when there is nothing to plan."""
+def needs_plan(instance, job) -> bool:
+    """Whether preflight plans this job's memory (a CUDA recipe on an instance that expects a GPU)."""
     from remote_payload.errors import PayloadError
     from remote_payload.recipes import load_recipe
 
-    from .model_config import from_s3
+    if job is None or not instance.expect.gpu:
+        return False
+    try:
+        return load_recipe(job.recipe, job.overrides).device == "cuda"
+    except PayloadError:
+        return False
+
+
+def memory_check(instance, probe: dict, job, config) -> tuple[bool, str, str | None] | None:
+    """(ok, detail, fix) of the check, or None when there is nothing to plan. `config`: the job's model config
+    (model_config.ModelConfig, read by the preflight runner beside the weights listing) or the OrchError that
+    kept it from being read."""
+    from remote_payload.errors import PayloadError
+    from remote_payload.recipes import load_recipe
+
     from .plan import estimate_from_dataset, fits, make_plan, shape_from_config
 
     entry = _job_gpu(probe, job)
@@ -47,7 +62,8 @@ def memory_check(instance, probe: dict, job) -> tuple[bool, str, str | None] | N
     if recipe.device != "cuda":
         return None
     try:
-        config = from_s3(job, instance, attempts=1)
+        if isinstance(config, OrchError) or config is None:
+            raise config or OrchError("the model's config.json was not read")
         tokens = estimate_from_dataset(job.dataset, shape_from_config(config.doc, config.source).model_type)
         plan = make_plan(config.doc, recipe, gpu=_gpu(entry), tokens=tokens)
     except OrchError as exc:

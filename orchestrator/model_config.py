@@ -1,8 +1,7 @@
 """A job's model `config.json` for the planner: from a file, the job's S3 prefix, or the instance's models dir.
 
-`load_model_config(job, instance, path=None)` tries, in order: `--model-config FILE`; `<weights prefix>config.json`
-read with the controller's boto3 client (a few KB; the job's or instance's endpoint, as `orch sync-weights`
-lists it); the synced copy in the instance's models dir over the transport. Seed 000's bucket stored some JSON
+`load_model_config(job, instance, s3, path=None)` tries, in order: `--model-config FILE`; `<weights
+prefix>config.json` read with the job's S3 settings (a few KB, through the one client factory, s3.py); the synced copy in the instance's models dir over the transport. Seed 000's bucket stored some JSON
 gzip-compressed: a body starting with the gzip magic (1f 8b) is decompressed. Each failed source is
 remembered, so the final error (and the plan) says where the config came from and what was tried.
 """
@@ -55,31 +54,21 @@ def from_file(path: str | Path) -> ModelConfig:
     return ModelConfig(parse_config(data, str(path)), str(path))
 
 
-def _client(endpoint: str | None, region: str | None, attempts: int):
-    import boto3
-    from botocore.config import Config
-
-    config = Config(region_name=region or "us-east-1", connect_timeout=3, read_timeout=10,
-                    retries={"mode": "standard", "max_attempts": attempts},
-                    s3={"addressing_style": "path"} if endpoint else {})
-    return boto3.session.Session().client("s3", endpoint_url=endpoint or None, config=config)
-
-
-def from_s3(job, instance, attempts: int = 3) -> ModelConfig:
-    """`<prefix>config.json` of the job's weights, with the controller's credentials."""
-    from .weights import _listing_error, parse_s3_uri, s3_settings
+def from_s3(job, s3, attempts: int = 3) -> ModelConfig:
+    """`<prefix>config.json` of the job's weights, with the controller's S3 settings (`Inventory.s3_settings`)."""
+    from .weights import _listing_error, parse_s3_uri
 
     bucket, prefix = parse_s3_uri(job.weights)
     uri = f"s3://{bucket}/{prefix}config.json"
-    endpoint, region = s3_settings(instance, job)
     try:
-        body = _client(endpoint, region, attempts).get_object(Bucket=bucket, Key=prefix + "config.json")["Body"]
+        client = s3.client(connect_timeout=3, read_timeout=10, attempts=attempts)
+        body = client.get_object(Bucket=bucket, Key=prefix + "config.json")["Body"]
         data = body.read(MAX_CONFIG_BYTES + 1)
     except Exception as exc:  # noqa: BLE001 - turned into one clear error
         code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
         if code in ("NoSuchKey", "404"):
             raise InputError(f"no config.json under {job.weights}") from None
-        raise _listing_error(exc, uri, endpoint) from None
+        raise _listing_error(exc, uri, s3) from None
     return ModelConfig(parse_config(data, uri), uri)
 
 
@@ -101,13 +90,13 @@ def from_instance(job, instance, transport=None) -> ModelConfig:
     return ModelConfig(parse_config(result.stdout, f"{instance.name}:{path}"), f"{instance.name}:{path}")
 
 
-def load_model_config(job, instance, path: str | Path | None = None) -> ModelConfig:
+def load_model_config(job, instance, s3, path: str | Path | None = None) -> ModelConfig:
     if path is not None:
         return from_file(path)
     tried = []
-    for source in (from_s3, from_instance):
+    for source in (lambda: from_s3(job, s3), lambda: from_instance(job, instance)):
         try:
-            found = source(job, instance)
+            found = source()
         except OrchError as exc:
             tried.append(exc.message)
             continue

@@ -53,8 +53,12 @@ def test_a_deploy_waits_for_another_deploy_holding_the_instance_lock(local_proje
         proc = local_project.popen("deploy", "demo", "--no-weights")
         reader = threading.Thread(target=lambda: err_lines.extend(iter(proc.stderr.readline, "")), daemon=True)
         reader.start()
-        wait_until(lambda: "waiting for another deploy" in "".join(err_lines), 60,
-                   "the deploy to say it waits for the lock")
+        try:
+            wait_until(lambda: "waiting for another deploy" in "".join(err_lines), 60,
+                       "the deploy to say it waits for the lock")
+        except AssertionError:
+            proc.kill()
+            raise AssertionError("".join(err_lines)) from None
         assert proc.poll() is None, "the deploy went on while another one held the instance lock"
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)

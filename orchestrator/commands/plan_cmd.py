@@ -20,7 +20,7 @@ def target_gpu(instance, gpu_name: str | None, gpus: int | None):
     return find_gpu(name), gpus or max(1, instance.expect.gpu_count)
 
 
-def build_plan(job, instance, *, gpu_name=None, gpus=None, model_config=None, seqlen=None):
+def build_plan(job, instance, s3, *, gpu_name=None, gpus=None, model_config=None, seqlen=None):
     """(plan, config source) for a job, reading what it needs from the inventory, S3 or the instance."""
     from remote_payload.errors import RecipeError
     from remote_payload.recipes import load_recipe
@@ -33,7 +33,7 @@ def build_plan(job, instance, *, gpu_name=None, gpus=None, model_config=None, se
     except RecipeError as exc:
         raise InputError(f"job {job.name}: {exc.message}", hint=exc.hint) from None
     gpu, count = target_gpu(instance, gpu_name, gpus)
-    config = load_model_config(job, instance, model_config)
+    config = load_model_config(job, instance, s3, model_config)
     model_type = shape_from_config(config.doc, config.source).model_type
     tokens = from_seqlen_report(seqlen) if seqlen else estimate_from_dataset(job.dataset, model_type)
     return make_plan(config.doc, recipe, gpu=gpu, gpus=count, tokens=tokens), config
@@ -59,8 +59,8 @@ def plan_cmd(app: App, job, instance, gpu_name, gpus, model_config, seqlen):
     from ..plan import fits
 
     found_job, target = app.inventory.resolve(job, instance)
-    plan, config = build_plan(found_job, target, gpu_name=gpu_name, gpus=gpus, model_config=model_config,
-                              seqlen=seqlen)
+    plan, config = build_plan(found_job, target, app.inventory.s3_settings(found_job, target), gpu_name=gpu_name,
+                              gpus=gpus, model_config=model_config, seqlen=seqlen)
     ok, detail, fix = fits(plan, plan.gpu.memory_bytes)
     if app.json:
         emit_json({"ok": ok, "job": found_job.name, "instance": target.name, "recipe": found_job.recipe,

@@ -108,9 +108,10 @@ def _show(report, *, verbose: int = 0) -> None:
 def trust(app: App, job, instance, replace, fingerprint):
     """Fetch the instance's SSH host key (no login) and record it in its known_hosts file."""
     from .. import hostkeys
+    from ..transport.ssh import fetch_host_key
 
     _, target = app.inventory.resolve(job, instance, need_job=False)
-    result = hostkeys.trust(target, replace=replace, fingerprint=fingerprint)
+    result = hostkeys.trust(target, lambda: fetch_host_key(target), replace=replace, fingerprint=fingerprint)
     if app.json:
         emit_json({"ok": True, **result.to_json()})
         return 0

@@ -21,8 +21,10 @@ import subprocess
 import threading
 import time
 
+from .. import hostkeys
 from ..errors import InputError, RemoteError
 from .base import Result, Stalled, command_failed
+from .errors import KeyFileError, LoginRefused, Timeout, Unreachable
 
 # paramiko logs handshake/auth failures at ERROR; we report them ourselves, once, as clear errors.
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
@@ -48,15 +50,8 @@ def _paramiko():
     return paramiko
 
 def _connect_timeout(instance, timeout: float | None) -> float:
-    if timeout is not None:
-        return timeout
-    env = os.environ.get("ORCH_SSH_CONNECT_TIMEOUT")
-    if env:
-        try:
-            return float(env)
-        except ValueError:
-            raise InputError(f"ORCH_SSH_CONNECT_TIMEOUT must be a number of seconds, got {env!r}") from None
-    return float(getattr(instance, "connect_timeout", None) or 10.0)
+    """The explicit timeout, else the instance's `connect_timeout` (inventory, or ORCH_SSH_CONNECT_TIMEOUT)."""
+    return timeout if timeout is not None else float(instance.connect_timeout)
 
 
 def _addr(instance) -> str:
@@ -92,20 +87,20 @@ def open_socket(instance, timeout: float | None = None) -> socket.socket:
     try:
         sock = socket.create_connection((host, port), timeout=timeout)
     except socket.gaierror as exc:
-        raise RemoteError(f"{instance.name}: cannot resolve host {host!r} ({exc.strerror})",
+        raise Unreachable(f"{instance.name}: cannot resolve host {host!r} ({exc.strerror})",
                           hint=f"{hint_host}; is the address right?") from None
     except ConnectionRefusedError:
-        raise RemoteError(f"{instance.name}: connection refused by {host}:{port} (nothing listens on that port)",
+        raise Unreachable(f"{instance.name}: connection refused by {host}:{port} (nothing listens on that port)",
                           hint=f"is the instance running and sshd up? {hint_host}") from None
     except (socket.timeout, TimeoutError):
-        raise RemoteError(f"{instance.name}: no answer from {host}:{port} within {timeout:g} s",
+        raise Timeout(f"{instance.name}: no answer from {host}:{port} within {timeout:g} s",
                           hint=f"is the instance running, and does its security group allow SSH from this "
                                f"machine? {hint_host}") from None
     except OSError as exc:
         reason = exc.strerror or str(exc)
         if exc.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
             reason = f"host unreachable ({reason})"
-        raise RemoteError(f"{instance.name}: cannot connect to {host}:{port}: {reason}",
+        raise Unreachable(f"{instance.name}: cannot connect to {host}:{port}: {reason}",
                           hint=f"{hint_host}; is the instance running?") from None
     # Nagle + delayed ACKs cost ~45 ms per command that sends stdin; measured on loopback: 51 ms -> 6 ms
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -115,8 +110,6 @@ def open_socket(instance, timeout: float | None = None) -> socket.socket:
 
 def start_transport(instance, sock: socket.socket, expected=None, timeout: float | None = None):
     """SSH handshake on `sock` (no login yet). `expected` (hostkeys.Expected) orders the host-key types."""
-    from .. import hostkeys
-
     paramiko = _paramiko()
 
     timeout = _connect_timeout(instance, timeout)
@@ -137,14 +130,16 @@ def start_transport(instance, sock: socket.socket, expected=None, timeout: float
     except (paramiko.SSHException, EOFError, OSError) as exc:
         transport.close()
         text = str(exc) or type(exc).__name__
+        kind = Unreachable
         if "banner" in text.lower():
             message = f"{instance.name}: {_addr(instance)} accepted the connection but did not answer as an SSH server"
         elif isinstance(exc, (socket.timeout, TimeoutError)) or "timeout" in text.lower():
             message = f"{instance.name}: SSH handshake with {_addr(instance)} timed out after {timeout:g} s"
+            kind = Timeout
         else:
             message = f"{instance.name}: SSH handshake with {_addr(instance)} failed: {text}"
-        raise RemoteError(message, hint=f"is {_addr(instance)} the instance's sshd? The host comes from "
-                                        f"{instance.origin('host')}, the port from {instance.origin('port')}") from None
+        raise kind(message, hint=f"is {_addr(instance)} the instance's sshd? The host comes from "
+                                 f"{instance.origin('host')}, the port from {instance.origin('port')}") from None
     return transport
 
 
@@ -155,20 +150,37 @@ def load_key(instance):
     path = os.path.expanduser(str(instance.key or ""))
     where = instance.origin("key")
     if not instance.key or not os.path.isfile(path):
-        raise InputError(f"{instance.name}: SSH key file {path or '(none)'} does not exist",
+        raise KeyFileError(f"{instance.name}: SSH key file {path or '(none)'} does not exist",
                          hint=f"the path comes from {where}; point it at the instance's private key (.pem)")
     try:
         return paramiko.PKey.from_path(path)
     except paramiko.PasswordRequiredException:
-        raise InputError(f"{instance.name}: SSH key {path} is protected by a passphrase",
+        raise KeyFileError(f"{instance.name}: SSH key {path} is protected by a passphrase",
                          hint="use a key without a passphrase for orch (e.g. the EC2 key pair's .pem), "
                               f"set in {where}") from None
     except PermissionError:
-        raise InputError(f"{instance.name}: cannot read SSH key {path} (permission denied)",
+        raise KeyFileError(f"{instance.name}: cannot read SSH key {path} (permission denied)",
                          hint=f"check the file's owner and mode (chmod 600); the path comes from {where}") from None
     except (paramiko.SSHException, ValueError, OSError) as exc:
-        raise InputError(f"{instance.name}: {path} is not a private key paramiko can read ({exc})",
+        raise KeyFileError(f"{instance.name}: {path} is not a private key paramiko can read ({exc})",
                          hint=f"the path comes from {where}; it must be the private half (not the .pub)") from None
+
+
+def fetch_host_key(instance, timeout: float | None = None):
+    """The server's host key, from an SSH handshake without logging in (for `orch trust`)."""
+    sock = open_socket(instance, timeout)
+    transport = None
+    try:
+        try:
+            expected = hostkeys.expected_keys(instance)
+        except InputError:
+            expected = None
+        transport = start_transport(instance, sock, expected, timeout)
+        return transport.get_remote_server_key()
+    finally:
+        if transport is not None:
+            transport.close()
+        sock.close()
 
 
 # ---------------------------------------------------------------------- a streaming process
@@ -308,7 +320,6 @@ class SshTransport:
         self.connect_timeout = connect_timeout
         self.host_key = None        # hostkeys.KnownKey that matched
         self.server_key = None      # the server's paramiko key
-        self.stage = "new"          # how far connect() got: key, host key, connect, handshake, login, ready
         self._transport = None
         self._lock = threading.Lock()
 
@@ -322,38 +333,31 @@ class SshTransport:
         return self
 
     def _connect(self):
-        from .. import hostkeys
-
+        """Key file, recorded host keys, TCP, handshake, host-key check, login; each failure its own type:
+        KeyFileError / hostkeys.KnownHostsError (bad input), Unreachable / Timeout, HostKeyError, LoginRefused."""
         paramiko = _paramiko()
 
         instance = self.instance
-        self.stage = "key"
         pkey = load_key(instance)                      # bad input before any network traffic
-        self.stage = "host key"
         expected = hostkeys.expected_keys(instance)
-        self.stage = "connect"
         sock = open_socket(instance, self.connect_timeout)
         transport = None
         try:
-            self.stage = "handshake"
             transport = start_transport(instance, sock, expected, self.connect_timeout)
             self.server_key = transport.get_remote_server_key()
-            self.stage = "host key"
             self.host_key = hostkeys.check(instance, self.server_key, expected)   # raises on unknown/changed
-            self.stage = "login"
             try:
                 transport.auth_publickey(instance.user, pkey)
             except paramiko.AuthenticationException:
-                raise RemoteError(
+                raise LoginRefused(
                     f"{instance.name}: {instance.user}@{_addr(instance)} refused the key {instance.key}",
                     hint=f"the key comes from {instance.origin('key')}, the user from "
                          f"{instance.origin('user')}: is this the key pair the instance was launched with, "
                          f"and the right login (`ubuntu` on Ubuntu AMIs, `ec2-user` on Amazon Linux)?") from None
             except (paramiko.SSHException, EOFError, OSError) as exc:
-                raise RemoteError(f"{instance.name}: login to {_addr(instance)} failed: {exc or type(exc).__name__}",
-                                  hint=f"the user comes from {instance.origin('user')}") from None
+                raise LoginRefused(f"{instance.name}: login to {_addr(instance)} failed: {exc or type(exc).__name__}",
+                                   hint=f"the user comes from {instance.origin('user')}") from None
             transport.set_keepalive(KEEPALIVE_S)
-            self.stage = "ready"
             return transport
         except BaseException:
             if transport is not None:

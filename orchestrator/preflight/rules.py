@@ -1,10 +1,9 @@
-"""`orch preflight`: is this the right box, and is it ready? One SSH connection, one probe round trip.
+"""Preflight's rules: what the probe found, compared with the inventory's `expect:` and the job's needs.
 
-The probe (`remote_payload/probe.py`, stdlib only) is sent on stdin to the instance's system python3 and
-returns one JSON document; `evaluate()` compares it with the inventory's `expect:` and the job's needs
-and returns a list of `Check`s. A failed check names the instance, what was found, what was expected
-and the setting (inventory field or .env variable) to fix: the user's documents lost days to a generic
-`GPU_INSTANCE_IP` pointing at the wrong box, so "is it the right instance?" is asked whenever the
+Pure functions of data (no connection, no network): `evaluate(instance, probe, job, weights_bytes,
+model_config)` returns a list of `Check`s. A failed check names the instance, what was found, what was
+expected and the setting (inventory field or .env variable) to fix: the user's documents lost days to a
+generic `GPU_INSTANCE_IP` pointing at the wrong box, so "is it the right instance?" is asked whenever the
 evidence says it may not be.
 
 Units: GB are 10^9 bytes (as GPU and disk sizes are marketed: an A10G's 23028 MiB is 24.1 GB); nvidia-smi
@@ -13,19 +12,15 @@ reports MiB.
 
 from __future__ import annotations
 
-import json
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .errors import InputError, OrchError
+from ..errors import InputError
 
 GB = 1_000_000_000
 MIB = 1024 * 1024
 MIN_PYTHON = (3, 10)
 CHECKPOINT_HEADROOM = 10 * GB     # beside the weights: checkpoints (adapter + optimizer state), the adapter, logs
-PROBE_TIMEOUT_S = 60.0
-IMDS_TIMEOUT_S = 0.3
 
 
 @dataclass
@@ -37,32 +32,6 @@ class Check:
 
     def to_json(self) -> dict:
         return asdict(self)
-
-
-@dataclass
-class PreflightReport:
-    instance: str
-    address: str
-    checks: list[Check] = field(default_factory=list)
-    probe: dict | None = None
-    error: str | None = None          # the connection or probe failure that stopped the checks
-    exit_code: int = 0                # 0 ok, 1 a check failed / unreachable, 2 bad input (e.g. missing key file)
-    seconds: float = 0.0
-    round_trips: int = 0
-    exception: OrchError | None = field(default=None, repr=False)   # what stopped it, for the CLI boundary
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None and all(c.ok for c in self.checks)
-
-    @property
-    def failed(self) -> list[Check]:
-        return [c for c in self.checks if not c.ok]
-
-    def to_json(self) -> dict:
-        return {"instance": self.instance, "address": self.address, "ok": self.ok,
-                "checks": [c.to_json() for c in self.checks], "probe": self.probe, "error": self.error,
-                "seconds": round(self.seconds, 3), "round_trips": self.round_trips}
 
 
 # ---------------------------------------------------------------------- where settings came from
@@ -79,7 +48,7 @@ def _gb(n: float | None) -> str:
 
 
 def human_bytes(n: float | None) -> str:
-    from .output import human_bytes as fmt
+    from ..output import human_bytes as fmt
 
     return fmt(n)
 
@@ -93,19 +62,11 @@ def _mib_gb(mib: int | None) -> str:
     return "?" if mib is None else f"{mib} MiB ({mib * MIB / GB:.1f} GB)"
 
 
-# ---------------------------------------------------------------------- the probe
-
-def probe_script() -> bytes:
-    from .bundle import payload_source
-
-    return payload_source("probe.py")
-
-
 def weights_dir(instance, job) -> str | None:
     """Where the job's weights land on the instance (weights.local_weights_path): models_dir/<prefix's last part>."""
-    if job is None or not getattr(job, "weights", None):
+    if job is None:
         return None
-    from .weights import local_weights_path
+    from ..weights import local_weights_path
 
     try:
         return local_weights_path(instance, job)
@@ -113,53 +74,11 @@ def weights_dir(instance, job) -> str | None:
         return None
 
 
-def probe_params(instance, job=None) -> dict:
-    params = {"paths": {"models_dir": instance.models_dir, "work_dir": instance.work_dir, "tmp": "/tmp"},
-              "work_dir": instance.work_dir, "imds_url": instance.imds_url or None,
-              "imds_timeout": IMDS_TIMEOUT_S, "runstate_source": _runstate_source()}
-    wdir = weights_dir(instance, job)
-    if wdir:
-        params["sizes"] = {"weights": wdir}
-    return params
-
-
-def _runstate_source() -> str:
-    from .bundle import payload_source
-
-    return payload_source("runstate.py").decode()
-
-
-def run_probe(transport, instance, job=None) -> dict:
-    """Run the probe in one round trip; the probe never crashes, so a failure here is about python3 itself."""
-    from .errors import RemoteError
-
-    # -I -S: no user site, no PYTHON* variables, no site-packages: stdlib only, and ~10 ms faster to start
-    argv = [instance.python or "python3", "-I", "-S", "-",
-            json.dumps(probe_params(instance, job), separators=(",", ":"))]
-    result = transport.run(argv, stdin=probe_script(), timeout=PROBE_TIMEOUT_S, check=False)
-    if result.exit_code == 127 or "not found" in result.err_text and not result.stdout:
-        raise _PythonMissing(f"{instance.name}: `{argv[0]}` is not installed on the instance (or not on PATH)")
-    try:
-        doc = json.loads(result.text)
-        if not isinstance(doc, dict):
-            raise ValueError("not an object")
-    except ValueError:
-        tail = (result.err_text.strip().splitlines() or ["(no output)"])[-3:]
-        raise RemoteError(f"{instance.name}: the probe did not answer with JSON (exit {result.exit_code}): "
-                          + " | ".join(tail),
-                          hint=f"`{argv[0]}` on the instance must be Python >= 3.6 to run the probe; "
-                               f"set instances.{instance.name}.python to another interpreter") from None
-    return doc
-
-
-class _PythonMissing(OrchError):
-    pass
-
-
 # ---------------------------------------------------------------------- the checks
 
-def evaluate(instance, probe: dict, job=None, weights_bytes: int | None = None) -> list[Check]:
-    """Compare what the probe found with what the inventory and the job need."""
+def evaluate(instance, probe: dict, job=None, weights_bytes: int | None = None, model_config=None) -> list[Check]:
+    """Compare what the probe found with what the inventory and the job need. `model_config`: the job's
+    config.json (or why it could not be read), for the memory plan of a GPU recipe."""
     checks: list[Check] = []
     add = checks.append
     e = instance.expect
@@ -211,9 +130,9 @@ def evaluate(instance, probe: dict, job=None, weights_bytes: int | None = None) 
     checks += _gpu_checks(instance, probe, job)
     checks += _disk_checks(instance, probe, job, weights_bytes)
     if job is not None:   # the planner's peak against the GPU's free memory (orchestrator/memory_check.py)
-        from .memory_check import memory_check
+        from ..memory_check import memory_check
 
-        planned = memory_check(instance, probe, job)
+        planned = memory_check(instance, probe, job, model_config)
         if planned is not None:
             add(Check("GPU memory plan", *planned))
 
@@ -405,183 +324,13 @@ def _disk_checks(instance, probe: dict, job, weights_bytes: int | None) -> list[
     return checks
 
 
-# ---------------------------------------------------------------------- running it
 
-def _address(instance) -> str:
-    return "local" if instance.transport == "local" else f"{instance.user}@{instance.host}:{instance.port}"
-
-
-class _WeightsListing:
-    """The job's S3 listing (controller side, for the disk check), run beside the SSH connection and probe."""
-
-    def __init__(self, instance, job, s3):
-        import threading
-
-        self.instance, self.job, self.s3 = instance, job, s3
-        self.bytes: int | None = None
-        self.files = 0
-        self.error: OrchError | None = None
-        self._thread = threading.Thread(target=self._list, daemon=True)
-        self._thread.start()
-
-    def _list(self) -> None:
-        try:
-            from .weights import list_weights
-
-            self.files, self.bytes = list_weights(self.job.weights, self.s3)
-        except OrchError as exc:
-            self.error = exc
-        except Exception as exc:  # noqa: BLE001 - reported as a check, never a crash
-            self.error = OrchError(f"listing {self.job.weights} failed: {type(exc).__name__}: {exc}")
-
-    def check(self, probe: dict | None) -> Check:
-        self._thread.join()
-        job = self.job
-        if self.error is None:
-            present = (((probe or {}).get("sizes") or {}).get("weights") or {}).get("bytes") or 0
-            there = f"; {human_bytes(present)} already in {weights_dir(self.instance, job)}" if present else ""
-            return Check("weights", True, f"{job.weights}: {human_bytes(self.bytes)} in {self.files} files{there}")
-        if isinstance(self.error, InputError) or getattr(job, "s3_credentials", "instance") == "forward":
-            return Check("weights", False, f"{self.instance.name}: {self.error.message}", self.error.hint)
-        # the instance downloads with its own role: the controller not seeing the bucket is no failure
-        return Check("weights", True, f"size of {job.weights} unknown from this machine ({self.error.message}); "
-                                      "the disk check uses expect.min_free_disk_gb only")
-
-
-def _job_inputs_check(job) -> Check:
+def job_inputs_check(job) -> Check:
     """The job's recipe, overrides and dataset, checked here before anything reaches the instance."""
-    from .bundle import check_job_inputs
+    from ..bundle import check_job_inputs
 
     try:
         check_job_inputs(job)
     except InputError as exc:
         return Check("job inputs", False, exc.message, exc.hint)
     return Check("job inputs", True, f"recipe {job.recipe} and dataset {Path(job.dataset).name} are valid")
-
-
-def run_preflight(instance, job=None, weights_bytes: int | None = None, *, transport=None,
-                  s3=None) -> PreflightReport:
-    """Check one instance. Never raises for a failure on the instance: it lands in the report.
-
-    With `transport` (already connected), it is used and left open; otherwise one connection is made
-    and closed. Round trips: exactly one (the probe). With a job and no `weights_bytes`, the job's
-    weights are listed on S3 from here, in parallel, so the disk check counts what is still to download.
-    """
-    started = time.monotonic()
-    report = PreflightReport(instance.name, _address(instance))
-    if job is not None:
-        report.checks.append(_job_inputs_check(job))
-    own = transport is None
-    listing = None
-    if job is not None and weights_bytes is None and s3 is not None:
-        if instance.transport == "ssh":
-            from .transport.ssh import _paramiko
-
-            _paramiko()  # before the listing thread imports boto3 (see _paramiko)
-        listing = _WeightsListing(instance, job, s3)
-    try:
-        if own:
-            transport = _connect(instance, report)
-            if transport is None:
-                return report
-        before = transport.commands_run
-        try:
-            probe = run_probe(transport, instance, job)
-        except _PythonMissing as exc:
-            report.checks.append(Check("python3", False, exc.message,
-                                       f"install python3 on the instance, or set instances.{instance.name}.python"))
-            return report
-        finally:
-            report.round_trips = transport.commands_run - before
-        report.probe = probe
-        if listing is not None:
-            weights_check = listing.check(probe)
-            weights_bytes = listing.bytes
-            report.checks += evaluate(instance, probe, job, weights_bytes)
-            report.checks.append(weights_check)
-        else:
-            report.checks += evaluate(instance, probe, job, weights_bytes)
-    except OrchError as exc:
-        report.error = str(exc)
-        report.exit_code = exc.exit_code
-        report.exception = exc
-    finally:
-        if own and transport is not None:
-            transport.close()
-        report.seconds = time.monotonic() - started
-        if not report.ok and report.exit_code == 0:
-            report.exit_code = 1
-    return report
-
-
-def _connect(instance, report: PreflightReport):
-    """Connect, recording reachability, host key and login as checks. None when a step failed."""
-    from .transport import connect
-
-    if instance.transport == "local":
-        report.checks.append(Check("reachable", True, "local instance (no SSH)"))
-        return connect(instance)
-    from . import hostkeys
-    from .transport.ssh import SshTransport
-
-    transport = SshTransport(instance)
-    try:
-        transport.connect()
-    except hostkeys.HostKeyError as exc:
-        report.checks.append(Check("reachable", True, f"{_address(instance)} answers SSH"))
-        report.checks.append(Check("host key", False, exc.message, exc.hint))
-        report.exit_code = exc.exit_code
-        return None
-    except InputError as exc:
-        stage = "host key" if getattr(transport, "stage", None) == "host key" else "login"
-        report.checks.append(Check(stage, False, exc.message, exc.hint))
-        report.error = str(exc)
-        report.exit_code = exc.exit_code
-        report.exception = exc
-        return None
-    except OrchError as exc:
-        stage = getattr(transport, "stage", None)
-        if stage == "login":
-            report.checks.append(Check("reachable", True, f"{_address(instance)} answers SSH"))
-            report.checks.append(Check("host key", True, _host_key_detail(transport)))
-            report.checks.append(Check("login", False, exc.message, exc.hint))
-        else:
-            report.checks.append(Check("reachable", False, exc.message, exc.hint))
-        report.exit_code = exc.exit_code
-        return None
-    report.checks.append(Check("reachable", True, f"{_address(instance)} (logged in)"))
-    report.checks.append(Check("host key", True, _host_key_detail(transport)))
-    return transport
-
-
-def _host_key_detail(transport) -> str:
-    from .hostkeys import describe_key
-
-    key = transport.server_key
-    known = transport.host_key
-    text = describe_key(key) if key is not None else "?"
-    return f"{text} matches {known.source}" if known is not None else text
-
-
-def run_many(targets: list[tuple], *, max_workers: int = 16) -> list[PreflightReport]:
-    """Preflight several (instance, job, weights_bytes, s3) targets in parallel; one failure never hides another."""
-    if len(targets) == 1:
-        return [_safe(*targets[0])]
-    from concurrent.futures import ThreadPoolExecutor
-
-    if any(t[0].transport == "ssh" for t in targets):
-        from .transport.ssh import _paramiko
-
-        _paramiko()  # import once here, not racing in every thread
-    with ThreadPoolExecutor(max_workers=min(max_workers, len(targets))) as pool:
-        futures = [pool.submit(_safe, *t) for t in targets]
-        return [f.result() for f in futures]
-
-
-def _safe(instance, job=None, weights_bytes=None, s3=None) -> PreflightReport:
-    try:
-        return run_preflight(instance, job, weights_bytes, s3=s3)
-    except Exception as exc:  # a bug for one host must not hide the others
-        report = PreflightReport(instance.name, _address(instance), error=f"internal error: "
-                                 f"{type(exc).__name__}: {exc}", exit_code=1)
-        return report
