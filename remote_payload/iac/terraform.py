@@ -35,10 +35,10 @@ VERSION_SENSITIVE = ("Unsupported argument", "Unsupported block type", "Missing 
 CLI_CONFIG = """provider_installation {{
   filesystem_mirror {{
     path    = "{mirror}"
-    include = ["*/hashicorp/*"]
+    include = ["registry.terraform.io/hashicorp/*", "registry.opentofu.org/hashicorp/*"]
   }}
   direct {{
-    exclude = ["*/*/*"]
+    exclude = ["registry.terraform.io/*/*", "registry.opentofu.org/*/*"]
   }}
 }}
 """

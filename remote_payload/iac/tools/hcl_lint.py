@@ -147,24 +147,35 @@ def read_file(module: Module, path: Path, rel: str) -> None:
     collect_refs(module, doc, rel)
 
 
+def strings_with_lines(value, line=None):
+    """(string, line of the innermost block holding it) for every string in a parsed document."""
+    if isinstance(value, dict):
+        line = value.get("__start_line__", line)
+        for key, item in value.items():
+            if not str(key).startswith("__"):
+                yield from strings_with_lines(item, line)
+    elif isinstance(value, list):
+        for item in value:
+            yield from strings_with_lines(item, line)
+    elif isinstance(value, str):
+        yield value, line
+
+
 def collect_refs(module: Module, doc: dict, rel: str) -> None:
     skip = dynamic_names(doc, set())
-    for kind, blocks in doc.items():
-        for entry in blocks if isinstance(blocks, list) else []:
-            line = entry.get("__start_line__") if isinstance(entry, dict) else None
-            for value in strings(entry):
-                for expr in interpolations(value):
-                    bound = {n for pair in FOR_BINDING.findall(expr) for n in pair if n}
-                    for m in REF.finditer(expr):
-                        if m.group(1):
-                            key = ("var" if m.group(1) == "var" else m.group(1), m.group(2))
-                        elif m.group(3):
-                            key = ("data", m.group(3), m.group(4))
-                        else:
-                            if m.group(5) in skip or m.group(5) in bound or m.group(5) in BUILTIN_ROOTS:
-                                continue
-                            key = ("resource", m.group(5), m.group(6))
-                        module.refs.append((key, rel, line))
+    for value, line in strings_with_lines(doc):
+        for expr in interpolations(value):
+            bound = {n for pair in FOR_BINDING.findall(expr) for n in pair if n}
+            for m in REF.finditer(expr):
+                if m.group(1):
+                    key = (m.group(1), m.group(2))
+                elif m.group(3):
+                    key = ("data", m.group(3), m.group(4))
+                else:
+                    if m.group(5) in skip or m.group(5) in bound or m.group(5) in BUILTIN_ROOTS:
+                        continue
+                    key = ("resource", m.group(5), m.group(6))
+                module.refs.append((key, rel, line))
 
 
 def finish(module: Module) -> None:
