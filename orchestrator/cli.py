@@ -94,7 +94,7 @@ def _register_commands() -> None:
     """Commands that live in their own modules register themselves on `cli`."""
     import importlib
 
-    for module in ("preflight_cmd", "weights_cmd", "lifecycle_cmd"):
+    for module in ("preflight_cmd", "weights_cmd", "lifecycle_cmd", "validators_cmd"):
         try:
             importlib.import_module(f"orchestrator.commands.{module}")
         except ModuleNotFoundError as exc:

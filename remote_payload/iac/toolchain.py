@@ -39,7 +39,9 @@ OFFLINE_ENV = {
 
 
 class ValidatorsMissing(PayloadError):
-    """The validators venv is not installed (or not completely)."""
+    """The validators venv is not installed (or not completely): a setup problem, exit status 2."""
+
+    exit_code = 2
 
 
 def requirements_hash(requirements: Path = REQUIREMENTS) -> str:
