@@ -14,6 +14,7 @@ reported, never passed silently:
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import tempfile
@@ -92,8 +93,8 @@ class TerraformFmt(TerraformTool):
             return self._missing_binary()
         t0 = time.monotonic()
         done = self.tc.run([self.tc.terraform, "fmt", "-check", "-list=true", "-no-color", "-recursive"],
-                           cwd=workdir, timeout=120)
-        findings = text_diagnostics(done.stderr)
+                           cwd=workdir, env={"TF_CLI_CONFIG_FILE": os.devnull}, timeout=120)
+        findings = [f for f in text_diagnostics(done.stderr) if f.severity == "critical"] if done.returncode else []
         if done.returncode != 0 and not findings:
             findings = [Finding("low", "not in canonical format (`terraform fmt` would rewrite it)", name)
                         for name in done.stdout.split()]
