@@ -6,6 +6,7 @@ All fixtures go through one `python -m remote_payload.iac.suite --paths ...` ins
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -147,3 +148,24 @@ def test_the_bundled_terraform_1_0_3_gives_the_same_verdicts_when_forced(validat
     results = {r["id"].rsplit("/", 1)[1]: r["verdicts"][VALIDATE] for r in doc["results"]}
     assert results["valid_aws"]["status"] == "pass"
     assert results["schema_error"]["status"] == "fail" and '"instance_size"' in messages(results["schema_error"])
+
+
+def test_model_answers_are_extracted_and_an_answer_without_code_counts_as_a_failure(validators_venv, tmp_path):
+    terraform = (DATA / "terraform" / "valid_aws" / "main.tf").read_text()
+    manifest = (DATA / "kubernetes" / "valid.yaml").read_text()
+    answers = [{"id": "fenced", "kind": "terraform", "prompt": "A private S3 bucket",
+                "answer": f"Sure, here it is:\n\n```hcl\n{terraform}```\n\nRun terraform init first."},
+               {"id": "prose", "kind": "terraform", "prompt": "A private S3 bucket",
+                "answer": "Create a bucket, turn on versioning and block public access."},
+               {"id": "manifest", "kind": "k8s", "prompt": "nginx", "answer": f"```yaml\n{manifest}```"}]
+    path = tmp_path / "answers.jsonl"
+    path.write_text("".join(json.dumps(a) + "\n" for a in answers))
+    code, doc, _ = run_suite_offline(validators_venv, "--answers", str(path))
+    results = {r["id"]: r for r in doc["results"]}
+    assert results["fenced"]["verdicts"][VALIDATE]["status"] == "pass" and results["fenced"]["files"] == ["main.tf"]
+    prose = results["prose"]["verdicts"]
+    assert all(v["status"] == "fail" and v["findings"][0]["message"] == "no terraform code found in the answer"
+               for v in prose.values())
+    assert results["manifest"]["kind"] == "kubernetes" and results["manifest"]["verdicts"]["kubernetes-validate"]["status"] == "pass"
+    gate = next(g for g in doc["gates"] if g["gate"] == "terraform validate pass rate")
+    assert (gate["status"], gate["value"], code) == ("fail", 0.5, 1)
