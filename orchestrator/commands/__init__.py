@@ -1,6 +1,6 @@
 """CLI commands, one module per area, each registering itself on `orchestrator.cli.cli`:
 `preflight_cmd` (preflight, trust), `weights_cmd` (sync-weights), `lifecycle_cmd` (deploy, train, status,
-logs, stop, fetch-adapter, eval). Pattern:
+logs, stop, fetch-adapter, eval), `validators_cmd` (validators install, validators check). Pattern:
 
     from ..cli import App, cli, common
 
