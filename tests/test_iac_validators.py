@@ -169,3 +169,9 @@ def test_model_answers_are_extracted_and_an_answer_without_code_counts_as_a_fail
     assert results["manifest"]["kind"] == "kubernetes" and results["manifest"]["verdicts"]["kubernetes-validate"]["status"] == "pass"
     gate = next(g for g in doc["gates"] if g["gate"] == "terraform validate pass rate")
     assert (gate["status"], gate["value"], code) == ("fail", 0.5, 1)
+
+
+def test_a_registry_module_cannot_be_downloaded_offline_so_validate_says_it_did_not_run(checked):
+    v = verdict(checked, "terraform/registry_module", VALIDATE)
+    assert v["status"] == "unchecked" and v["unchecked"] == [
+        "modules from a registry or a git URL cannot be downloaded offline: terraform validate not run"]

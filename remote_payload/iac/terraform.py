@@ -44,6 +44,7 @@ CLI_CONFIG = """provider_installation {{
 }}
 """
 OVERRIDE = "zz_orch_offline_override.tf"
+MODULES_OFFLINE = "modules from a registry or a git URL cannot be downloaded offline: terraform validate not run"
 
 
 class TerraformTool(Validator):
@@ -141,6 +142,12 @@ class TerraformValidate(TerraformTool):
 
     def _check_copy(self, work: Path, env: dict) -> Verdict:
         providers, errors = self._providers(work, env)
+        if errors and any(f.message.startswith("Module not installed") for f in errors):
+            # `terraform providers` needs the modules: init installs local ones; remote ones cannot come offline
+            init = self._tf(work, env, "init", "-backend=false", "-input=false")
+            if init.returncode != 0 and _module_download_failed(init.stderr + init.stdout):
+                return Verdict(self.name, "unchecked", unchecked=[MODULES_OFFLINE])
+            providers, errors = self._providers(work, env)
         if errors:
             return Verdict(self.name, "fail", errors)
         missing = sorted(p for p in providers if p not in MIRRORED_PROVIDERS)
@@ -156,8 +163,7 @@ class TerraformValidate(TerraformTool):
         if init.returncode != 0:
             text = init.stderr + init.stdout
             if _module_download_failed(text):
-                return Verdict(self.name, "unchecked", unchecked=[
-                    "modules from a registry or a git URL cannot be downloaded offline: terraform validate not run"])
+                return Verdict(self.name, "unchecked", unchecked=[MODULES_OFFLINE])
             return Verdict(self.name, "fail", text_diagnostics(text) or [Finding("critical", text.strip())])
         done = self._tf(work, env, "validate", "-json")
         return self._verdict(done.stdout, relaxed)
