@@ -175,3 +175,17 @@ def test_a_registry_module_cannot_be_downloaded_offline_so_validate_says_it_did_
     v = verdict(checked, "terraform/registry_module", VALIDATE)
     assert v["status"] == "unchecked" and v["unchecked"] == [
         "modules from a registry or a git URL cannot be downloaded offline: terraform validate not run"]
+
+
+def test_orch_hcl_lint_reports_tflint_core_rule_warnings_without_failing(checked):
+    v = verdict(checked, "terraform/lint_warnings", LINT)
+    found = {(f["rule"], f["message"]) for f in v["findings"]}
+    assert v["status"] == "pass" and {f["severity"] for f in v["findings"]} == {"medium"}
+    assert found == {
+        ("terraform_required_version", "no terraform { required_version } constraint"),
+        ("terraform_required_providers", 'provider "aws" has no version constraint in required_providers'),
+        ("terraform_typed_variables", 'variable "name" has no type'),
+        ("terraform_unused_declarations", "local unused_note is declared but not used"),
+        ("terraform_unused_declarations", "data source aws_caller_identity.current is declared but not used"),
+    }
+    assert verdict(checked, "terraform/lint_warnings", VALIDATE)["status"] == "pass"

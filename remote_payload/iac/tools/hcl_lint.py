@@ -66,7 +66,7 @@ def dynamic_names(value, found: set[str]) -> set[str]:
                 for block in item:
                     for name, body in block.items():
                         found.add(name)
-                        found.update(s for s in strings((body or {}).get("iterator", [])))
+                        found.update(s.strip("${}") for s in strings((body or {}).get("iterator", [])))
             dynamic_names(item, found)
     elif isinstance(value, list):
         for item in value:
@@ -191,7 +191,7 @@ def finish(module: Module) -> None:
             module.add("terraform_required_providers", "warning",
                        f'provider "{local}" has no version constraint in required_providers', file, line)
     used = {key for key, _, _ in module.refs}
-    for key, file, line in module.refs:
+    for key, file, line in dict.fromkeys(module.refs):
         if key not in module.decl:
             shown = {"var": "var.", "local": "local.", "module": "module.", "data": "data."}.get(key[0], "")
             module.add("orch_undeclared_reference", "error",
