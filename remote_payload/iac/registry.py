@@ -25,10 +25,12 @@ def validators_for(kind: str, toolchain: Toolchain) -> list[Validator]:
     return [cls(toolchain) for cls in PLAN[kind]]
 
 
-def tool_versions(toolchain: Toolchain) -> dict[str, str]:
+def tool_versions(toolchain: Toolchain, kinds=None) -> dict[str, str]:
     """Each validator's version as its tool prints it (one subprocess per tool, once per Toolchain)."""
     seen: dict[str, str] = {}
-    for classes in PLAN.values():
+    for kind, classes in PLAN.items():
+        if kinds is not None and kind not in kinds:
+            continue
         for cls in classes:
             if cls.name not in seen:
                 seen[cls.name] = cls(toolchain).version()

@@ -111,7 +111,8 @@ def evaluate_entries(entries: list[dict], *, toolchain: Toolchain | None = None,
     answers = [{"id": e["id"], "kind": e["kind"], "prompt": e["prompt"],
                 "origin": e["artifact"].origin if e["artifact"] else "no code found",
                 "files": e["artifact"].files if e["artifact"] else {}, "verdicts": e["verdicts"]} for e in entries]
-    return build(answers, gates or Gates(), tool_versions(toolchain), f"{toolchain.terraform} ({toolchain.terraform_origin})")
+    versions = tool_versions(toolchain, {e["kind"] for e in entries})
+    return build(answers, gates or Gates(), versions, f"{toolchain.terraform} ({toolchain.terraform_origin})")
 
 
 def evaluate_answers(items: Iterable[Mapping], *, toolchain: Toolchain | None = None, gates: Gates | None = None,
