@@ -24,7 +24,7 @@ from .inventory import Job
 PAYLOAD_DIR = Path(__file__).resolve().parent.parent / "remote_payload"
 # Non-Python files of the package (the same globs as [tool.setuptools.package-data] in pyproject.toml; a test
 # checks they agree). Python files travel when they sit in a package folder (one with an __init__.py).
-PACKAGE_FILES = ("requirements*.txt", "*.md", "data/*.jsonl", "data/*.txt")
+PACKAGE_FILES = ("requirements*.txt", "*.md", "data/*.jsonl", "data/*.txt", "iac/*.txt", "iac/*.md", "iac/tools/*.py")
 FILE_LIST = ".files.json"
 
 
