@@ -1,26 +1,20 @@
 """Verbosity evaluation: answer held-out prompts in both styles and compare answer lengths.
 
-    python -m remote_payload.evaluate --model-dir DIR --adapter RUN/adapter --out RUN/eval.json
-                                      [--gate 3.0] [--prompts FILE] [--json]
-
 Each prompt is rendered by `prompting.encode_prompt` (the function training used) once with <STYLE_TERSE> and
 once with <STYLE_VERBOSE>, and decoded with the recipe's per-style generation preset (seeds 000/002). An
 answer's length is the number of tokens generated before the end-of-turn token. The report gives mean and
 median per style, the VERBOSE/TERSE ratio of the means, every answer, and whether the ratio reaches the gate
-(default: the recipe's eval_gate, 3.0). Exit status: 0 gate passed, 1 gate failed or run failed, 2 bad input.
+(default: the recipe's evaluation.gate, 3.0). Run through `python -m remote_payload.evaluate`.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import statistics
-import sys
 from pathlib import Path
 from typing import Any
 
-from .errors import DatasetError, PayloadError
+from .errors import DatasetError
 from .prompting import encode_prompt, stop_token_ids
 from .recipes import GenerationPreset, Recipe
 from .styles import STYLE_TOKENS, STYLES
@@ -113,15 +107,15 @@ def _style_summary(answers: list[dict[str, Any]], preset: GenerationPreset) -> d
 def run_evaluation(model, tokenizer, recipe: Recipe, prompts: list[str], gate: float | None = None
                    ) -> dict[str, Any]:
     """The evaluation report (a JSON-ready dict) for an already loaded model + adapter."""
-    gate = recipe.eval_gate if gate is None else gate
-    presets = {"TERSE": recipe.eval_terse, "VERBOSE": recipe.eval_verbose}
+    gate = recipe.evaluation.gate if gate is None else gate
+    presets = {"TERSE": recipe.evaluation.terse, "VERBOSE": recipe.evaluation.verbose}
     answers = {style: generate_answers(model, tokenizer, prompts, style, presets[style],
-                                       recipe.chat_template_kwargs, recipe.eval_batch_size, recipe.seed)
+                                       recipe.chat_template_kwargs, recipe.evaluation.batch_size, recipe.seed)
                for style in STYLES}
     styles = {style: _style_summary(answers[style], presets[style]) for style in STYLES}
     terse, verbose = styles["TERSE"]["mean_tokens"], styles["VERBOSE"]["mean_tokens"]
     ratio = round(verbose / terse, 3) if terse > 0 else None
-    return {"recipe": recipe.name, "prompts": len(prompts), "gate": gate,
+    return {"task": "verbosity", "recipe": recipe.name, "prompts": len(prompts), "gate": gate,
             "ratio": ratio, "passed": ratio is not None and ratio >= gate,
             "note": None if ratio is not None else "TERSE answers are all empty; the ratio is undefined",
             "styles": styles, "seed": recipe.seed,
@@ -147,48 +141,3 @@ def format_table(report: dict[str, Any], examples: int = 3) -> str:
             shown = text if len(text) <= 150 else text[:150] + "..."
             lines.append(f"  {style:<7} ({example[style]['tokens']:>3}): {shown}")
     return "\n".join(lines)
-
-
-def write_report(path: Path, report: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def parse_args(argv: list[str] | None):
-    parser = argparse.ArgumentParser(prog="python -m remote_payload.evaluate", description=__doc__.split("\n")[0])
-    parser.add_argument("--model-dir", required=True, help="base model directory (as used for training)")
-    parser.add_argument("--adapter", required=True, help="adapter directory written by training (RUN/adapter)")
-    parser.add_argument("--out", required=True, help="where to write the JSON report (RUN/eval.json)")
-    parser.add_argument("--gate", type=float, default=None, help="minimum VERBOSE/TERSE ratio (default: recipe's)")
-    parser.add_argument("--prompts", default=str(DEFAULT_PROMPTS), help="JSONL of {\"prompt\": ...} questions")
-    parser.add_argument("--json", action="store_true", help="print the JSON report on stdout instead of a table")
-    return parser.parse_args(argv)
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    from .runtime_env import apply_runtime_env, quiet_known_warnings
-
-    apply_runtime_env()
-    quiet_known_warnings()
-    try:
-        if args.gate is not None and args.gate <= 0:
-            raise DatasetError(f"--gate must be > 0 (got {args.gate})")
-        prompts = load_prompts(args.prompts)
-        from .modeling import load_for_inference
-
-        model, tokenizer, recipe, _ = load_for_inference(args.model_dir, args.adapter)
-        report = run_evaluation(model, tokenizer, recipe, prompts, args.gate)
-    except PayloadError as exc:
-        print(f"evaluate: {exc}", file=sys.stderr)
-        return exc.exit_code
-    report.update(model_dir=str(args.model_dir), adapter=str(args.adapter), prompts_file=str(args.prompts))
-    write_report(Path(args.out), report)
-    print(json.dumps(report, indent=2, ensure_ascii=False) if args.json else format_table(report))
-    return 0 if report["passed"] else 1
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
