@@ -1,4 +1,4 @@
-"""The bundle shipped to an instance: `remote_payload/`, the job's `job.json` and its dataset.
+"""The bundle shipped to an instance: `remote_payload/`, the job's `job.json` and its datasets.
 
 Built as a deterministic tar (sorted names, zeroed owners and times), so the same inputs give the same
 bytes and the same id: the id is the content's sha256, and an unchanged deploy sends nothing.
@@ -36,21 +36,27 @@ def requirements_hash(payload_dir: Path = PAYLOAD_DIR) -> str:
     return hashlib.sha256((payload_dir / "requirements.txt").read_bytes()).hexdigest()[:16]
 
 
+def _require_file(job: Job, key: str) -> None:
+    path = getattr(job, key)
+    if path and not Path(path).is_file():
+        raise InputError(f"job {job.name}: {key.replace('_', ' ')} {path} not found",
+                         hint=f"fix jobs.{job.name}.{key} in the inventory (or the variable it uses)")
+
+
 def check_job_inputs(job: Job) -> None:
-    """Refuse a wrong recipe, override or dataset line here, before the instance downloads 28 GB.
+    """Refuse a wrong recipe (YAML file:line), override or dataset line here, before the instance downloads 28 GB.
 
     The payload's own checks run (they are stdlib-only), so the controller and the instance agree."""
-    from remote_payload.dataset import load_dataset
     from remote_payload.errors import PayloadError
-    from remote_payload.recipes import load_recipe
+    from remote_payload.inputs import check_inputs
 
-    dataset = Path(job.dataset)
-    if not dataset.is_file():
-        raise InputError(f"job {job.name}: dataset {dataset} not found",
-                         hint=f"fix jobs.{job.name}.dataset in the inventory (or the variable it uses)")
+    from .recipe_files import resolve_job_recipe
+
+    _require_file(job, "dataset")
+    _require_file(job, "eval_dataset")
+    recipe = resolve_job_recipe(job).recipe
     try:
-        load_recipe(job.recipe, job.overrides)
-        load_dataset(dataset)
+        check_inputs(recipe, job.dataset, job.eval_dataset)
     except PayloadError as exc:
         problems = getattr(exc, "problems", None) or []
         detail = "".join(f"\n    {p}" for p in problems[:20])
@@ -59,21 +65,36 @@ def check_job_inputs(job: Job) -> None:
                          hint=exc.hint or f"fix jobs.{job.name} in the inventory or the file it names") from None
 
 
+def job_document(job: Job) -> tuple[dict, dict[str, Path]]:
+    """job.json for the instance (a YAML recipe resolved to its built-in base + overrides) and the files it names."""
+    from .recipe_files import resolve_job_recipe
+
+    _require_file(job, "dataset")
+    _require_file(job, "eval_dataset")
+    resolved = resolve_job_recipe(job)
+    files = {f"data/{Path(job.dataset).name}": Path(job.dataset)}
+    doc = {"job": job.name, "recipe": resolved.base, "overrides": resolved.overrides,
+           "dataset": f"data/{Path(job.dataset).name}"}
+    if job.eval_dataset:
+        doc["eval_dataset"] = f"data/eval/{Path(job.eval_dataset).name}"
+        files[doc["eval_dataset"]] = Path(job.eval_dataset)
+    if resolved.source:
+        doc["recipe_source"] = resolved.job_source()
+    return doc, files
+
+
 def build_bundle(job: Job, payload_dir: Path = PAYLOAD_DIR) -> Bundle:
     """The job's bundle. Its inputs were checked by `check_job_inputs` before anything connected."""
-    dataset = Path(job.dataset)
-    if not dataset.is_file():
-        raise InputError(f"job {job.name}: dataset {dataset} not found",
-                         hint=f"fix jobs.{job.name}.dataset in the inventory (or the variable it uses)")
-    dataset_name = f"data/{dataset.name}"
-    job_doc = {"job": job.name, "recipe": job.recipe, "overrides": job.overrides, "dataset": dataset_name}
+    job_doc, files = job_document(job)
+    dataset_name = job_doc["dataset"]
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for path in sorted(_payload_files(payload_dir)):
             _add(tar, f"remote_payload/{path.relative_to(payload_dir).as_posix()}", path.read_bytes(),
                  0o755 if path.suffix == ".py" and path.stat().st_mode & 0o100 else 0o644)
         _add(tar, "job.json", json.dumps(job_doc, indent=2, sort_keys=True).encode())
-        _add(tar, dataset_name, dataset.read_bytes())
+        for name, path in sorted(files.items()):
+            _add(tar, name, path.read_bytes())
     data = buf.getvalue()
     return Bundle(hashlib.sha256(data).hexdigest()[:16], data, requirements_hash(payload_dir), dataset_name)
 

@@ -73,11 +73,14 @@ def show(app: App, job: str | None, instance: str | None):
     """Show how an instance's settings resolve, and where each value came from (secrets masked)."""
     from dataclasses import asdict
 
+    from .recipe_files import recipe_doc, resolve_job_recipe, show_recipe
+
     inv = app.inventory
     found_job, target = inv.resolve(job, instance, need_job=False)
     settings = {k: v for k, v in asdict(target).items() if k != "origins"}
-    doc = {"instance": settings, "origins": target.origins,
-           "job": asdict(found_job) if found_job else None}
+    job_doc = {k: v for k, v in asdict(found_job).items() if k != "origins"} if found_job else None
+    doc = {"instance": settings, "origins": target.origins, "job": job_doc,
+           "recipe": recipe_doc(resolve_job_recipe(found_job)) if found_job else None}
     if app.json:
         emit_json(doc)
         return
@@ -87,14 +90,15 @@ def show(app: App, job: str | None, instance: str | None):
 
     table(f"instance {target.name} ({inv.path})", ["setting", "value", "from"], rows)
     if found_job:
-        table(f"job {found_job.name}", ["setting", "value"], asdict(found_job).items())
+        table(f"job {found_job.name}", ["setting", "value"], job_doc.items())
+        show_recipe(doc["recipe"])
 
 
 def _register_commands() -> None:
     """Commands that live in their own modules register themselves on `cli`."""
     import importlib
 
-    for module in ("preflight_cmd", "weights_cmd", "lifecycle_cmd"):
+    for module in ("preflight_cmd", "weights_cmd", "lifecycle_cmd", "recipes_cmd"):
         try:
             importlib.import_module(f"orchestrator.commands.{module}")
         except ModuleNotFoundError as exc:

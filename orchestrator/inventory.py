@@ -91,15 +91,17 @@ class Instance:
 class Job:
     name: str
     instance: str
-    recipe: str
+    recipe: str                       # a built-in recipe name, or a YAML recipe file (absolute after loading)
     dataset: str                      # a file on the controller
     weights: str                      # s3://bucket/prefix/
     overrides: dict[str, Any] = field(default_factory=dict)
+    eval_dataset: str | None = None   # held-out examples for evaluation during/after training (a file)
     s3_endpoint: str | None = None
     s3_region: str | None = None
     s3_credentials: str = "instance"  # "instance": the box's own role; "forward": the controller's
     eval_gate: float = 3.0
     gpu: int = 0
+    origins: dict[str, str] = field(default_factory=dict, repr=False)   # field (overrides.KEY too) -> file:line
 
     def __post_init__(self) -> None:
         if not S3_URI.match(self.weights):
@@ -336,13 +338,18 @@ class _Reader:
 
     def job(self, name: str, body: Any) -> Job:
         where = f"jobs.{name}"
-        values, _ = self.build(Job, self.mapping(body or {}, where), where, {"name": name})
+        values, origins = self.build(Job, self.mapping(body or {}, where), where, {"name": name})
         for required in ("instance", "recipe", "dataset", "weights"):
             if required not in values:
                 raise InputError(f"{self.at(where)}job {name}: `{required}` is required")
-        values["dataset"] = str(self._local_path(values["dataset"]))
+        for key in ("dataset", "eval_dataset") + (("recipe",) if values["recipe"].endswith((".yaml", ".yml")) else ()):
+            if values.get(key):
+                values[key] = str(self._local_path(values[key]))
+        origins.update({f"overrides.{k}": f"{self.path.name}:{self.lines[f'{where}.overrides.{k}']} "
+                        f"({where}.overrides.{k})" for k in values.get("overrides", {})
+                        if f"{where}.overrides.{k}" in self.lines})
         try:
-            return Job(**values)
+            return Job(**values, origins=origins)
         except InputError as exc:
             raise InputError(f"{self.at(where)}{exc.message}", exc.hint) from None
 
