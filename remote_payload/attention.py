@@ -6,8 +6,9 @@ requirements; otherwise PyTorch's sdpa; eager only for a model class that suppor
 is checked the same way and refused with the reason. The choice and why go into run.json.
 
 Packed batches (`packing.py`) keep attention inside each example with every one of these: flash_attention_2
-reads the example boundaries from the restarting position ids, sdpa and eager get a block-diagonal mask that
-transformers builds from the same position ids (tests/test_payload_packing.py checks sdpa and eager on CPU).
+reads the example boundaries from the restarting position ids of one flattened row, sdpa and eager get a
+block-diagonal mask that transformers builds from the same position ids, one row per pack
+(tests/test_payload_packing.py checks sdpa and eager on CPU).
 """
 
 from __future__ import annotations

@@ -1,12 +1,16 @@
 """Packing: several examples per training sequence, up to max_length tokens, without attention or loss crossing
 an example's boundary (seeds 001 and 003 train with `packing: true`).
 
-Examples are grouped best-fit-decreasing into packs of at most `max_length` tokens. A batch of packs is
-flattened by transformers' `DataCollatorWithFlattening` into one padding-free row whose position ids restart
-at 0 for every example; the model turns those position ids into the example boundaries (a block-diagonal causal
-mask for sdpa/eager, varlen kernels for flash_attention_2, see `attention.py`). The label of each example's
-first token is -100, so no token is trained to follow the previous example. No padding is computed at all,
-which is where the speed comes from (bench/packing.py).
+Examples are grouped best-fit-decreasing into packs of at most `max_length` tokens, with position ids that
+restart at 0 for every example; the model turns those position ids into the example boundaries (a
+block-diagonal causal mask for sdpa/eager, varlen kernels for flash_attention_2, see `attention.py`). The label
+of each example's first token is -100, so no token is trained to follow the previous example. Two layouts:
+
+* flash_attention_2: transformers' `DataCollatorWithFlattening` flattens the whole batch into one row, with no
+  padding at all (FA2's varlen kernels cost what the examples cost);
+* sdpa/eager: one row per pack, padded to the batch's fullest pack; the padding is one more "example" (its
+  position ids restart too, its labels are -100). Flattening the batch into one row would make their masked
+  attention quadratic in the batch's total length: bench/packing.py measured 0.67x the unpacked speed on CPU.
 
 transformers detects packed rows only when no KV cache is in use, so a packed batch also carries
 `use_cache=False`: a model whose config says `use_cache: true` (every reloaded adapter does, for generation)
@@ -19,7 +23,7 @@ import bisect
 import statistics
 from typing import Any
 
-from .features import Collator, Feature
+from .features import IGNORE_INDEX, Collator, Feature
 
 
 def pack_indices(lengths: list[int], max_length: int) -> list[list[int]]:
@@ -63,16 +67,35 @@ class PackedDataset:
 
 
 class PackedCollator:
-    """Packs -> one flattened row (input_ids, labels, position_ids); plain examples (evaluation) are padded."""
+    """Packs -> rows with restarting position ids (one flattened row for flash_attention_2); plain examples
+    (evaluation) are padded as usual."""
 
     def __init__(self, pad_token_id: int, flash_attention: bool = False):
         from transformers import DataCollatorWithFlattening
 
+        self.pad_token_id = pad_token_id
         self.flatten = DataCollatorWithFlattening(return_position_ids=True, separator_id=-100,
-                                                  return_flash_attn_kwargs=flash_attention)
+                                                  return_flash_attn_kwargs=True) if flash_attention else None
         self.pad = Collator(pad_token_id)
 
     def __call__(self, batch: list[dict]) -> dict:
         if "examples" not in batch[0]:
             return self.pad(batch)
-        return {**self.flatten([example for item in batch for example in item["examples"]]), "use_cache": False}
+        if self.flatten is not None:
+            return {**self.flatten([e for item in batch for e in item["examples"]]), "use_cache": False}
+        return {**self._rows([item["examples"] for item in batch]), "use_cache": False}
+
+    def _rows(self, packs: list[list[dict]]) -> dict:
+        import torch
+
+        rows = []
+        for pack in packs:
+            ids = [t for e in pack for t in e["input_ids"]]
+            labels = [t for e in pack for t in [IGNORE_INDEX, *e["labels"][1:]]]
+            positions = [p for e in pack for p in range(len(e["input_ids"]))]
+            rows.append((ids, labels, positions))
+        width = max(len(ids) for ids, _, _ in rows)
+        tail = [width - len(ids) for ids, _, _ in rows]
+        return {"input_ids": torch.tensor([r[0] + [self.pad_token_id] * n for r, n in zip(rows, tail)]),
+                "labels": torch.tensor([r[1] + [IGNORE_INDEX] * n for r, n in zip(rows, tail)]),
+                "position_ids": torch.tensor([r[2] + list(range(n)) for r, n in zip(rows, tail)])}
