@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(PY) bench/preflight.py
 	$(PY) bench/sync.py
 	$(PY) bench/transfer.py
+	$(PY) bench/packing.py
 
 clean:
 	rm -rf .orch .pytest_cache build *.egg-info

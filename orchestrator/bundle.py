@@ -90,21 +90,27 @@ def build_payload(payload_dir: Path = PAYLOAD_DIR) -> Archive:
     return _tar(files)
 
 
+def _require_file(job: Job, key: str) -> None:
+    path = getattr(job, key)
+    if path and not Path(path).is_file():
+        raise InputError(f"job {job.name}: {key.replace('_', ' ')} {path} not found",
+                         hint=f"fix jobs.{job.name}.{key} in the inventory (or the variable it uses)")
+
+
 def check_job_inputs(job: Job) -> None:
-    """Refuse a wrong recipe, override or dataset line here, before the instance downloads 28 GB.
+    """Refuse a wrong recipe (YAML file:line), override or dataset line here, before the instance downloads 28 GB.
 
     The payload's own checks run (they are stdlib-only), so the controller and the instance agree."""
-    from remote_payload.dataset import load_dataset
     from remote_payload.errors import PayloadError
-    from remote_payload.recipes import load_recipe
+    from remote_payload.inputs import check_inputs
 
-    dataset = Path(job.dataset)
-    if not dataset.is_file():
-        raise InputError(f"job {job.name}: dataset {dataset} not found",
-                         hint=f"fix jobs.{job.name}.dataset in the inventory (or the variable it uses)")
+    from .recipe_files import resolve_job_recipe
+
+    _require_file(job, "dataset")
+    _require_file(job, "eval_dataset")
+    recipe = resolve_job_recipe(job).recipe
     try:
-        load_recipe(job.recipe, job.overrides)
-        load_dataset(dataset)
+        check_inputs(recipe, job.dataset, job.eval_dataset)
     except PayloadError as exc:
         problems = getattr(exc, "problems", None) or []
         detail = "".join(f"\n    {p}" for p in problems[:20])
@@ -113,16 +119,30 @@ def check_job_inputs(job: Job) -> None:
                          hint=exc.hint or f"fix jobs.{job.name} in the inventory or the file it names") from None
 
 
+def job_document(job: Job) -> tuple[dict, dict[str, Path]]:
+    """job.json for the instance (a YAML recipe resolved to its built-in base + overrides) and the files it names."""
+    from .recipe_files import resolve_job_recipe
+
+    _require_file(job, "dataset")
+    _require_file(job, "eval_dataset")
+    resolved = resolve_job_recipe(job)
+    files = {f"data/{Path(job.dataset).name}": Path(job.dataset)}
+    doc = {"job": job.name, "recipe": resolved.base, "overrides": resolved.overrides,
+           "dataset": f"data/{Path(job.dataset).name}"}
+    if job.eval_dataset:
+        doc["eval_dataset"] = f"data/eval/{Path(job.eval_dataset).name}"
+        files[doc["eval_dataset"]] = Path(job.eval_dataset)
+    if resolved.source:
+        doc["recipe_source"] = resolved.job_source()
+    return doc, files
+
+
 def build_job_inputs(job: Job) -> Archive:
-    """The job's inputs: `job.json` and `data/<dataset>` (checked by `check_job_inputs` before anything connects)."""
-    dataset = Path(job.dataset)
-    if not dataset.is_file():
-        raise InputError(f"job {job.name}: dataset {dataset} not found",
-                         hint=f"fix jobs.{job.name}.dataset in the inventory (or the variable it uses)")
-    dataset_name = f"data/{dataset.name}"
-    job_doc = {"job": job.name, "recipe": job.recipe, "overrides": job.overrides, "dataset": dataset_name}
+    """The job's inputs: `job.json` and the datasets it names (checked by `check_job_inputs` before anything
+    connects)."""
+    job_doc, files = job_document(job)
     return _tar({"job.json": (json.dumps(job_doc, indent=2, sort_keys=True).encode(), 0o644),
-                 dataset_name: (dataset.read_bytes(), 0o644)})
+                 **{name: (path.read_bytes(), 0o644) for name, path in files.items()}})
 
 
 def _add(tar: tarfile.TarFile, name: str, content: bytes, mode: int = 0o644) -> None:

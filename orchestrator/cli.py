@@ -73,12 +73,15 @@ def show(app: App, job: str | None, instance: str | None):
     """Show how an instance's settings resolve, and where each value came from (secrets masked)."""
     from dataclasses import asdict
 
+    from .recipe_files import recipe_doc, resolve_job_recipe, show_recipe
+
     inv = app.inventory
     found_job, target = inv.resolve(job, instance, need_job=False)
     settings = {k: v for k, v in asdict(target).items() if k != "origins"}
     s3 = inv.s3_settings(found_job, target).shown()
     job_doc = {k: v for k, v in asdict(found_job).items() if k != "origins"} if found_job else None
-    doc = {"instance": settings, "origins": target.origins, "job": job_doc, "s3": s3}
+    doc = {"instance": settings, "origins": target.origins, "job": job_doc, "s3": s3,
+           "recipe": recipe_doc(resolve_job_recipe(found_job)) if found_job else None}
     if app.json:
         emit_json(doc)
         return
@@ -90,6 +93,7 @@ def show(app: App, job: str | None, instance: str | None):
     if found_job:
         table(f"job {found_job.name}", ["setting", "value", "from"],
               [(k, v, found_job.origins.get(k, "default")) for k, v in job_doc.items()])
+        show_recipe(doc["recipe"])
     origins = s3.pop("origins")
     table("S3 (controller side)", ["setting", "value", "from"],
           [(k, "" if v is None else v, origins.get(k, "not set")) for k, v in s3.items()])

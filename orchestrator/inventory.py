@@ -29,7 +29,7 @@ DEFAULT_IMDS_URL = "http://169.254.169.254"
 TRANSPORTS = ("ssh", "local")
 SSH_ONLY = {"host", "port", "user", "key", "host_key", "known_hosts"}
 NULLABLE = {"python_env", "imds_url", "s3_endpoint", "host_key", "gpu", "instance_id", "instance_type", "hostname",
-            "s3_region"}
+            "s3_region", "eval_gate"}
 S3_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?$")
 HOST = re.compile(r"^(?:[A-Za-z0-9_](?:[A-Za-z0-9_.\-]*[A-Za-z0-9_])?|\[?[0-9A-Fa-f:.]+\]?)$")
 USER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*\$?$")
@@ -117,23 +117,24 @@ class Instance:
 class Job:
     name: str
     instance: str
-    recipe: str
+    recipe: str                       # a built-in recipe name, or a YAML recipe file (absolute after loading)
     dataset: str                      # a file on the controller
     weights: str                      # s3://bucket/prefix/
     overrides: dict[str, Any] = field(default_factory=dict)
+    eval_dataset: str | None = None   # held-out examples for evaluation during/after training (a file)
     s3_endpoint: str | None = None
     s3_region: str | None = None
     s3_credentials: str = "instance"  # "instance": the box's own role; "forward": the controller's
-    eval_gate: float = 3.0
+    eval_gate: float | None = None    # set: an override of the recipe's gate (which is the one gate)
     gpu: int = 0
-    origins: dict[str, str] = field(default_factory=dict, repr=False)
+    origins: dict[str, str] = field(default_factory=dict, repr=False)   # field (overrides.KEY too) -> file:line
 
     def __post_init__(self) -> None:
         if not S3_URI.match(self.weights):
             raise InputError(f"job {self.name}: weights must be an s3://bucket/prefix/ URI, got {self.weights!r}")
         if self.s3_credentials not in ("instance", "forward"):
             raise InputError(f"job {self.name}: s3_credentials must be 'instance' or 'forward'")
-        if self.eval_gate <= 0:
+        if self.eval_gate is not None and self.eval_gate <= 0:
             raise InputError(f"job {self.name}: eval_gate must be positive")
 
 
@@ -386,7 +387,12 @@ class _Reader:
         for required in ("instance", "recipe", "dataset", "weights"):
             if required not in values:
                 raise InputError(f"{self.at(where)}job {name}: `{required}` is required")
-        values["dataset"] = str(self._local_path(values["dataset"]))
+        for key in ("dataset", "eval_dataset") + (("recipe",) if values["recipe"].endswith((".yaml", ".yml")) else ()):
+            if values.get(key):
+                values[key] = str(self._local_path(values[key]))
+        origins.update({f"overrides.{k}": f"{self.path.name}:{self.lines[f'{where}.overrides.{k}']} "
+                        f"({where}.overrides.{k})" for k in values.get("overrides", {})
+                        if f"{where}.overrides.{k}" in self.lines})
         try:
             return Job(**values, origins=origins)
         except InputError as exc:

@@ -51,3 +51,16 @@ def latest_complete_checkpoint(checkpoints_dir: Path, remove_incomplete: bool = 
             print(f"removing incomplete checkpoint {path.name} (interrupted while saving)", flush=True)
             shutil.rmtree(path, ignore_errors=True)
     return latest
+
+
+def rebase_best_checkpoint(checkpoint: Path) -> None:
+    """Point trainer_state.json's best_model_checkpoint (an absolute path) at this run's own copy of it.
+
+    transformers records where the best checkpoint was when it was saved; a run directory that was moved or
+    copied since would otherwise restore the best weights from the old place, or fail when that is gone."""
+    path = checkpoint / "trainer_state.json"
+    state = json.loads(path.read_text(encoding="utf-8"))
+    best = state.get("best_model_checkpoint")
+    if best and Path(best).parent != checkpoint.parent and (checkpoint.parent / Path(best).name).is_dir():
+        state["best_model_checkpoint"] = str(checkpoint.parent / Path(best).name)
+        path.write_text(json.dumps(state, indent=2, sort_keys=True) + "\n", encoding="utf-8")

@@ -1,50 +1,58 @@
-"""Training data: JSONL in the three formats of the user's documents, validated before any model is loaded.
+"""Training and evaluation data: JSONL validated line by line, before any model is loaded.
 
-One JSON object per line, any mix of:
+One JSON object per line, in any mix of the formats of `formats.py`. What else a line needs depends on the
+recipe's task (`DataSpec`):
 
-* prompt/completion (seed 000): {"prompt": "...", "completion": "...", "style": "TERSE"}
-  The style may instead be written as a token in the prompt ("<STYLE_TERSE>\\nWhat is 2+2?"). A prompt that is
-  already rendered in ChatML ("<|im_start|>user\\n...<|im_end|>\\n<|im_start|>assistant\\n") or Mistral's
-  "[INST] ... [/INST]" is parsed back into turns and re-rendered with the model's own template, so training and
-  generation see the same prompt; end markers (<|im_end|>, </s>) are stripped from the completion.
-* instruction (seed 001): {"system": "", "instruction": "...", "input": "", "output": "...", "style": "VERBOSE"}
-* chat: {"messages": [{"role": "user", ...}, {"role": "assistant", ...}], "style": "TERSE"}
-  Optional system turn first, then user/assistant alternating, ending with the assistant answer that is trained.
+* verbosity: a style, as a "style" field ("TERSE"/"VERBOSE") or as a token in the user turn ("<STYLE_TERSE>\\n
+  What is 2+2?"); the token is taken out of the text and placed back by the prompt renderer;
+* classification: the answer ("output", "completion", the last assistant turn, or a MovieLens "label" of 1/0)
+  must be one of the recipe's two label words (case and a trailing full stop do not matter);
+* generation: any non-empty answer; style tokens are refused (they only mean something to verbosity recipes).
 
-Every bad line is reported as "file:line: reason" in one DatasetError.
+An example without a system turn gets the recipe's `system_prompt` (when it has one). Every bad line is reported
+as "file:line: reason" in one DatasetError. Stdlib only: the controller runs the same checks.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import DatasetError
+from .formats import LineProblem, Parsed, parse_format
 from .styles import STYLES, extract_style_tokens, normalize_style
 
-END_MARKERS = ("<|im_end|>", "</s>", "<|endoftext|>", "<|eot_id|>")
-ROLES = ("system", "user", "assistant")
-FORMAT_HINT = ('expected {"prompt", "completion"}, {"instruction", "output", ...} or {"messages"} '
-               '(see remote_payload/dataset.py)')
 
+@dataclass(frozen=True)
+class DataSpec:
+    """What the recipe's task requires of every example."""
 
-class LineProblem(Exception):
-    """One bad line; collected, never shown alone."""
+    task: str = "verbosity"
+    positive: str = "Yes"
+    negative: str = "No"
+    system_prompt: str = ""
+
+    @classmethod
+    def from_recipe(cls, recipe) -> "DataSpec":
+        words = (recipe.evaluation.positive, recipe.evaluation.negative) if recipe.task == "classification" \
+            else ("Yes", "No")
+        return cls(recipe.task, *words, system_prompt=recipe.system_prompt)
 
 
 @dataclass(frozen=True)
 class Example:
     source: str                      # "name.jsonl:12"
-    style: str                       # "TERSE" | "VERBOSE"
+    style: str | None                # verbosity: "TERSE" | "VERBOSE"; other tasks: None
     messages: tuple[dict, ...]       # turns before the trained answer; no style token in them
-    completion: str                  # the assistant answer that is trained
-    fmt: str                         # "prompt_completion" | "instruction" | "chat"
+    completion: str                  # the assistant answer that is trained (classification: the label word)
+    fmt: str                         # "prompt_completion" | "instruction" | "chat" | "movielens"
     prerendered: bool = False
+    label: str | None = None         # classification: the label word, as the recipe spells it
+    meta: dict[str, Any] = field(default_factory=dict, compare=False)   # movielens: user_id, candidate_title
 
 
 @dataclass
@@ -54,66 +62,6 @@ class Dataset:
     examples: list[Example]
     lines: int = 0
     counts: dict[str, Any] = field(default_factory=dict)
-
-
-def _text(record: dict, key: str, *, required: bool) -> str:
-    value = record.get(key)
-    if value is None:
-        if required:
-            raise LineProblem(f'missing field "{key}"')
-        return ""
-    if not isinstance(value, str):
-        raise LineProblem(f'field "{key}" must be a string, got {type(value).__name__}')
-    return value
-
-
-def _strip_end_markers(text: str) -> str:
-    text = text.strip()
-    changed = True
-    while changed:
-        changed = False
-        for marker in END_MARKERS:
-            if text.endswith(marker):
-                text, changed = text[: -len(marker)].rstrip(), True
-    return text
-
-
-def _parse_chatml(prompt: str) -> list[dict]:
-    turns = re.findall(r"<\|im_start\|>(\w+)\n(.*?)(?:<\|im_end\|>|\Z)", prompt, flags=re.DOTALL)
-    messages = [{"role": role, "content": content.strip("\n")} for role, content in turns]
-    if messages and messages[-1]["role"] == "assistant" and not re.sub(
-            r"<think>\s*</think>", "", messages[-1]["content"]).strip():
-        messages.pop()  # the open generation prompt "<|im_start|>assistant\n" (+ empty think block)
-    return messages
-
-
-def _parse_inst(prompt: str) -> list[dict]:
-    messages = []
-    for chunk in prompt.replace("<s>", "").split("[INST]")[1:]:
-        user, _, answer = chunk.partition("[/INST]")
-        messages.append({"role": "user", "content": user.strip()})
-        answer = _strip_end_markers(answer)
-        if answer:
-            messages.append({"role": "assistant", "content": answer})
-    return messages
-
-
-def _prompt_messages(prompt: str) -> tuple[list[dict], bool]:
-    """Turns of a prompt/completion prompt; True when it was pre-rendered chat markup."""
-    if "<|im_start|>" in prompt:
-        return _parse_chatml(prompt), True
-    if "[INST]" in prompt:
-        return _parse_inst(prompt), True
-    return [{"role": "user", "content": prompt}], False
-
-
-def _check_turns(messages: list[dict]) -> None:
-    body = messages[1:] if messages and messages[0]["role"] == "system" else messages
-    expected = ["user", "assistant"] * (len(body) // 2 + 1)
-    roles = [m["role"] for m in body]
-    if not roles or roles != expected[: len(roles)]:
-        raise LineProblem("turns must be: optional system, then user/assistant alternating starting with user "
-                          f"(got {' -> '.join(m['role'] for m in messages) or 'no turns'})")
 
 
 def _resolve_style(field_value: Any, messages: list[dict], completion: str) -> tuple[str, list[dict]]:
@@ -146,61 +94,54 @@ def _resolve_style(field_value: Any, messages: list[dict], completion: str) -> t
     return style, cleaned
 
 
-def _from_prompt_completion(record: dict) -> tuple[list[dict], str, bool]:
-    prompt = _text(record, "prompt", required=True)
-    completion = _strip_end_markers(_text(record, "completion", required=True))
-    messages, prerendered = _prompt_messages(prompt)
-    if not messages or not any(m["content"].strip() for m in messages if m["role"] == "user"):
-        raise LineProblem('empty prompt: "prompt" has no user text')
-    return messages, completion, prerendered
+def label_word(value: Any, spec: DataSpec) -> str:
+    """The recipe's label word for an answer ("yes", "Yes.", 1, True -> "Yes"), or LineProblem."""
+    if isinstance(value, bool) or (isinstance(value, int) and value in (0, 1)):
+        return spec.positive if value else spec.negative
+    if isinstance(value, str):
+        text = value.strip().rstrip(".").strip().lower()
+        for word in (spec.positive, spec.negative):
+            if text == word.lower():
+                return word
+        if text in ("1", "0"):
+            return spec.positive if text == "1" else spec.negative
+    raise LineProblem(f"answer {value!r} is not a label word (expected {spec.positive!r} or {spec.negative!r}"
+                      ", or 1/0 in a \"label\" field)")
 
 
-def _from_instruction(record: dict) -> tuple[list[dict], str, bool]:
-    system = _text(record, "system", required=False).strip()
-    instruction = _text(record, "instruction", required=True).strip()
-    extra = _text(record, "input", required=False).strip()
-    output = _text(record, "output", required=True)
-    if not instruction and not extra:
-        raise LineProblem('empty prompt: "instruction" and "input" are both empty')
-    user = f"{instruction}\n\n{extra}" if instruction and extra else instruction or extra
-    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
-    return messages, output.strip(), False
+def _refuse_style_tokens(parsed: Parsed, task: str) -> None:
+    for text in [m["content"] for m in parsed.messages] + [parsed.completion]:
+        tokens, _ = extract_style_tokens(text)
+        if tokens:
+            raise LineProblem(f"style token <STYLE_{tokens[0]}> in a {task} example: style tokens are only for "
+                              "verbosity recipes")
 
 
-def _from_chat(record: dict) -> tuple[list[dict], str, bool]:
-    turns = record.get("messages")
-    if not isinstance(turns, list) or not turns:
-        raise LineProblem('field "messages" must be a non-empty list of {"role", "content"} objects')
-    messages = []
-    for i, turn in enumerate(turns):
-        if not isinstance(turn, dict) or turn.get("role") not in ROLES or not isinstance(turn.get("content"), str):
-            raise LineProblem(f"messages[{i}] must be {{\"role\": system|user|assistant, \"content\": string}}")
-        messages.append({"role": turn["role"], "content": turn["content"]})
-    _check_turns(messages)
-    if messages[-1]["role"] != "assistant":
-        raise LineProblem("the last message must be the assistant answer to train on")
-    return messages[:-1], _strip_end_markers(messages[-1]["content"]), False
+def _with_system(messages: list[dict], system_prompt: str) -> list[dict]:
+    if system_prompt and not (messages and messages[0]["role"] == "system"):
+        return [{"role": "system", "content": system_prompt}, *messages]
+    return messages
 
 
-def parse_record(record: Any, source: str) -> Example:
-    """One decoded JSON line -> Example, or LineProblem naming what is wrong."""
-    if not isinstance(record, dict):
-        raise LineProblem(f"expected a JSON object, got {type(record).__name__}")
-    if "messages" in record:
-        fmt, (messages, completion, prerendered) = "chat", _from_chat(record)
-    elif "prompt" in record or "completion" in record:
-        fmt, (messages, completion, prerendered) = "prompt_completion", _from_prompt_completion(record)
-    elif "instruction" in record or "output" in record:
-        fmt, (messages, completion, prerendered) = "instruction", _from_instruction(record)
+def parse_record(record: Any, source: str, spec: DataSpec = DataSpec()) -> Example:
+    """One decoded JSON line -> Example for `spec`'s task, or LineProblem naming what is wrong."""
+    parsed = parse_format(record)
+    style, label, messages, completion = None, None, parsed.messages, parsed.completion
+    if spec.task == "verbosity":
+        if parsed.fmt == "movielens":
+            raise LineProblem("a MovieLens test record (history_titles/candidate_title) cannot train a verbosity "
+                              "recipe")
+        style, messages = _resolve_style(record.get("style"), messages, completion)
     else:
-        raise LineProblem(f"unrecognised record with keys {sorted(record)}: {FORMAT_HINT}")
-    if not completion.strip():
-        raise LineProblem("empty completion: the answer to train on is empty")
-    if fmt != "chat":
-        _check_turns(messages + [{"role": "assistant", "content": completion}])
-    style, messages = _resolve_style(record.get("style"), messages, completion)
-    return Example(source=source, style=style, messages=tuple(messages), completion=completion, fmt=fmt,
-                   prerendered=prerendered)
+        _refuse_style_tokens(parsed, spec.task)
+    if spec.task == "classification":
+        label = label_word(parsed.label if parsed.fmt == "movielens" else completion, spec)
+        completion = label
+    elif parsed.fmt == "movielens":
+        raise LineProblem(f"a MovieLens test record has no answer text for a {spec.task} recipe")
+    return Example(source=source, style=style, messages=tuple(_with_system(messages, spec.system_prompt)),
+                   completion=completion, fmt=parsed.fmt, prerendered=parsed.prerendered, label=label,
+                   meta=parsed.meta)
 
 
 def _decode_line(raw: bytes, first: bool = False) -> Any:
@@ -214,25 +155,36 @@ def _decode_line(raw: bytes, first: bool = False) -> Any:
         raise LineProblem(f"bad JSON: {exc.msg} (column {exc.colno})") from None
 
 
-def load_dataset(path: str | Path) -> Dataset:
-    """Read and validate every line; raise DatasetError listing all bad lines, or return the examples."""
-    path = Path(path)
+def read_records(path: Path) -> tuple[bytes, list[bytes]]:
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise DatasetError(f"cannot read dataset {path}: {exc.strerror}") from None
-    examples, problems, lines = [], [], data.splitlines()
+    return data, data.splitlines()
+
+
+def raw_record(path: str | Path, line: int) -> Any:
+    """The decoded JSON object on 1-based `line` of a dataset file (for showing where an example came from)."""
+    return _decode_line(read_records(Path(path))[1][line - 1], first=line == 1)
+
+
+def load_dataset(path: str | Path, spec: DataSpec = DataSpec()) -> Dataset:
+    """Read and validate every line; raise DatasetError listing all bad lines, or return the examples."""
+    path = Path(path)
+    data, lines = read_records(path)
+    examples, problems = [], []
     for number, raw in enumerate(lines, start=1):
         if not raw.strip():
             continue
         source = f"{path.name}:{number}"
         try:
-            examples.append(parse_record(_decode_line(raw, first=number == 1), source))
+            examples.append(parse_record(_decode_line(raw, first=number == 1), source, spec))
         except LineProblem as exc:
             problems.append(f"{source}: {exc}")
     if problems:
-        raise DatasetError(f"{path}: {len(problems)} bad line(s) of {len(lines)}; nothing was trained", problems,
-                           hint="fix or remove these lines; formats are described in remote_payload/dataset.py")
+        raise DatasetError(f"{path}: {len(problems)} bad line(s) of {len(lines)}; nothing was trained "
+                           f"(checked as {spec.task} data)", problems,
+                           hint="fix or remove these lines; formats are described in remote_payload/formats.py")
     if not examples:
         raise DatasetError(f"{path}: no examples (the file is empty)")
     return Dataset(path=path, sha256=hashlib.sha256(data).hexdigest(), examples=examples, lines=len(lines),
@@ -240,9 +192,10 @@ def load_dataset(path: str | Path) -> Dataset:
 
 
 def count_examples(examples: list[Example]) -> dict[str, Any]:
-    return {
-        "examples": len(examples),
-        "by_style": dict(sorted(Counter(e.style for e in examples).items())),
-        "by_format": dict(sorted(Counter(e.fmt for e in examples).items())),
-        "prerendered_prompts": sum(e.prerendered for e in examples),
-    }
+    counts = {"examples": len(examples), "by_format": dict(sorted(Counter(e.fmt for e in examples).items())),
+              "prerendered_prompts": sum(e.prerendered for e in examples)}
+    if any(e.style for e in examples):
+        counts["by_style"] = dict(sorted(Counter(e.style for e in examples).items()))
+    if any(e.label for e in examples):
+        counts["by_label"] = dict(sorted(Counter(e.label for e in examples).items()))
+    return counts

@@ -31,7 +31,11 @@ class JobError(InputError):
 
 
 class RecipeError(InputError):
-    """A recipe name, field or value is wrong; the message names the field."""
+    """A recipe name, field or value is wrong; the message names the field, `field` holds its name (or None)."""
+
+    def __init__(self, message: str, hint: str | None = None, field: str | None = None):
+        super().__init__(message, hint)
+        self.field = field
 
 
 class DatasetError(InputError):

@@ -1,13 +1,21 @@
-"""Verbosity evaluation: answer held-out prompts in both styles and compare answer lengths.
+"""Evaluate a trained adapter the way its recipe's task says.
 
-    python -m remote_payload.evaluate --model-dir DIR --adapter RUN/adapter --out RUN/eval.json
-                                      [--gate 3.0] [--prompts FILE] [--json]
+    python -m remote_payload.evaluate --model-dir DIR --adapter RUN/adapter --out RUN/eval.json [--gate G] [--json]
+        verbosity:                [--prompts FILE]
+        classification/generation: [--data FILE | --job BUNDLE/job.json] [--samples N] [--compare-base]
 
-Each prompt is rendered by `prompting.encode_prompt` (the function training used) once with <STYLE_TERSE> and
-once with <STYLE_VERBOSE>, and decoded with the recipe's per-style generation preset (seeds 000/002). An
-answer's length is the number of tokens generated before the end-of-turn token. The report gives mean and
-median per style, the VERBOSE/TERSE ratio of the means, every answer, and whether the ratio reaches the gate
-(default: the recipe's eval_gate, 3.0). Exit status: 0 gate passed, 1 gate failed or run failed, 2 bad input.
+* verbosity (`verbosity.py`): the 25 held-out questions in both styles; gate: VERBOSE/TERSE mean-token ratio.
+* classification (`classify.py`): greedy answers to labelled examples (either training or MovieLens test
+  format) read by `answers.extract_answer`: accuracy, F1, precision, recall, confusion matrix, unparseable
+  answers, forced-choice accuracy, every answer; gate: the section's gate_metric >= gate. `--compare-base`
+  answers the same samples with the adapter switched off and lists where the two disagree (seed 003's
+  compare_base_vs_lora / analyze_differences).
+* generation (`generation.py`): greedy answers checked by the recipe's validators.
+
+The examples come from `--data FILE`, else the `eval_dataset` of `--job`'s job.json; `--samples N` takes the
+first N (training-time evaluation scores the first `evaluation.samples`, so the same N gives the same samples).
+`--gate` replaces the recipe's gate for this evaluation. The report is written to --out and printed as a table,
+or as JSON with --json. Exit status: 0 gate passed, 1 gate failed or the evaluation failed, 2 bad input.
 """
 
 from __future__ import annotations
@@ -15,138 +23,44 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 from pathlib import Path
 from typing import Any
 
-from .errors import DatasetError, PayloadError
-from .prompting import encode_prompt, stop_token_ids
-from .recipes import GenerationPreset, Recipe
-from .styles import STYLE_TOKENS, STYLES
-
-DEFAULT_PROMPTS = Path(__file__).resolve().parent / "data" / "eval_prompts.jsonl"
+from .errors import InputError, PayloadError
+from .verbosity import (DEFAULT_PROMPTS, format_table, generate_answers, load_prompts,  # noqa: F401
+                        prompt_batch, run_evaluation)
 
 
-def load_prompts(path: str | Path = DEFAULT_PROMPTS) -> list[str]:
-    """Questions from a JSONL file of {"prompt": "..."} objects; bad lines reported as file:line."""
-    path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"cannot read prompts file {path}: {exc}") from None
-    prompts, problems = [], []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            problems.append(f"{path.name}:{number}: bad JSON: {exc.msg}")
-            continue
-        prompt = record.get("prompt") if isinstance(record, dict) else None
-        if not isinstance(prompt, str) or not prompt.strip():
-            problems.append(f'{path.name}:{number}: expected {{"prompt": "non-empty question"}}')
-        elif any(token in prompt for token in STYLE_TOKENS.values()):
-            problems.append(f"{path.name}:{number}: contains a style token; evaluation adds it for each style")
-        else:
-            prompts.append(prompt.strip())
-    if problems:
-        raise DatasetError(f"{path}: {len(problems)} bad line(s)", problems)
-    if not prompts:
-        raise DatasetError(f"{path}: no prompts")
-    return prompts
+def evaluate_task(model, tokenizer, recipe, examples=None, gate: float | None = None, compare_base: bool = False,
+                  prompts_file: str | Path = DEFAULT_PROMPTS) -> tuple[dict[str, Any] | None, str]:
+    """(report, text table) of an already loaded model + adapter; (None, why) when there is nothing to score."""
+    if recipe.task == "verbosity":
+        report = run_evaluation(model, tokenizer, recipe, load_prompts(prompts_file), gate)
+        return report, format_table(report)
+    if not examples:
+        return None, "no evaluation examples (give the job an eval_dataset, or pass --data FILE)"
+    if recipe.task == "classification":
+        from .classify import classification_report, format_report
+
+        report = classification_report(model, tokenizer, recipe, examples, compare_base, gate)
+        return report, format_report(report)
+    from .generation import format_report, generation_report
+
+    report = generation_report(model, tokenizer, recipe, examples)
+    return report, format_report(report)
 
 
-def prompt_batch(tokenizer, questions: list[str], style: str, template_kwargs: dict[str, Any]):
-    """(input_ids, attention_mask) fed to `generate`: each question as a one-turn conversation rendered by
-    `prompting.encode_prompt`, left-padded so that every row's answer starts at the same position."""
-    import torch
-
-    rows = [encode_prompt(tokenizer, [{"role": "user", "content": q}], style, template_kwargs) for q in questions]
-    width = max(len(r) for r in rows)
-    ids = torch.tensor([[tokenizer.pad_token_id] * (width - len(r)) + r for r in rows])
-    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
-    return ids, mask
-
-
-def _answer_length(generated: list[int], stops: set[int]) -> tuple[int, bool]:
-    """Tokens before the first stop token, and whether no stop token came (max_new_tokens was hit)."""
-    for index, token in enumerate(generated):
-        if token in stops:
-            return index, False
-    return len(generated), True
-
-
-def generate_answers(model, tokenizer, prompts: list[str], style: str, preset: GenerationPreset,
-                     template_kwargs: dict[str, Any], batch_size: int, seed: int) -> list[dict[str, Any]]:
-    """One answer per prompt in `style`: [{"prompt", "text", "tokens", "hit_max_new_tokens"}]."""
-    import torch
-
-    stops = stop_token_ids(tokenizer, getattr(model, "generation_config", None))
-    style_ids = [tokenizer.convert_tokens_to_ids(t) for t in STYLE_TOKENS.values()]
-    device = next(model.parameters()).device
-    torch.manual_seed(seed)
-    answers = []
-    for start in range(0, len(prompts), batch_size):
-        batch = prompts[start:start + batch_size]
-        ids, mask = prompt_batch(tokenizer, batch, style, template_kwargs)
-        with torch.no_grad():
-            out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), eos_token_id=stops,
-                                 pad_token_id=tokenizer.pad_token_id, suppress_tokens=style_ids,
-                                 **preset.generate_kwargs())
-        for question, row in zip(batch, out[:, ids.shape[1]:].tolist()):
-            length, hit_max = _answer_length(row, set(stops))
-            answers.append({"prompt": question, "tokens": length, "hit_max_new_tokens": hit_max,
-                            "text": tokenizer.decode(row[:length], skip_special_tokens=True)})
-    return answers
-
-
-def _style_summary(answers: list[dict[str, Any]], preset: GenerationPreset) -> dict[str, Any]:
-    counts = [a["tokens"] for a in answers]
-    return {"mean_tokens": round(statistics.fmean(counts), 3), "median_tokens": statistics.median(counts),
-            "min_tokens": min(counts), "max_tokens": max(counts),
-            "hit_max_new_tokens": sum(a["hit_max_new_tokens"] for a in answers),
-            "preset": preset.generate_kwargs()}
-
-
-def run_evaluation(model, tokenizer, recipe: Recipe, prompts: list[str], gate: float | None = None
-                   ) -> dict[str, Any]:
-    """The evaluation report (a JSON-ready dict) for an already loaded model + adapter."""
-    gate = recipe.eval_gate if gate is None else gate
-    presets = {"TERSE": recipe.eval_terse, "VERBOSE": recipe.eval_verbose}
-    answers = {style: generate_answers(model, tokenizer, prompts, style, presets[style],
-                                       recipe.chat_template_kwargs, recipe.eval_batch_size, recipe.seed)
-               for style in STYLES}
-    styles = {style: _style_summary(answers[style], presets[style]) for style in STYLES}
-    terse, verbose = styles["TERSE"]["mean_tokens"], styles["VERBOSE"]["mean_tokens"]
-    ratio = round(verbose / terse, 3) if terse > 0 else None
-    return {"recipe": recipe.name, "prompts": len(prompts), "gate": gate,
-            "ratio": ratio, "passed": ratio is not None and ratio >= gate,
-            "note": None if ratio is not None else "TERSE answers are all empty; the ratio is undefined",
-            "styles": styles, "seed": recipe.seed,
-            "examples": [{"prompt": q, "TERSE": {k: t[k] for k in ("text", "tokens")},
-                          "VERBOSE": {k: v[k] for k in ("text", "tokens")}}
-                         for q, t, v in zip(prompts, answers["TERSE"], answers["VERBOSE"])]}
-
-
-def format_table(report: dict[str, Any], examples: int = 3) -> str:
-    """A plain-text summary for people reading a terminal or the run log."""
-    lines = [f"{'style':<8} {'mean':>7} {'median':>7} {'min':>5} {'max':>5}  hit max_new_tokens"]
-    for style in STYLES:
-        s = report["styles"][style]
-        lines.append(f"{style:<8} {s['mean_tokens']:>7.1f} {s['median_tokens']:>7} {s['min_tokens']:>5} "
-                     f"{s['max_tokens']:>5}  {s['hit_max_new_tokens']}/{report['prompts']}")
-    ratio = "undefined" if report["ratio"] is None else f"{report['ratio']:.2f}"
-    verdict = "PASS" if report["passed"] else "FAIL"
-    lines.append(f"VERBOSE/TERSE mean-token ratio {ratio} (gate {report['gate']}): {verdict}")
-    for example in report["examples"][:examples]:
-        lines.append(f"Q: {example['prompt']}")
-        for style in STYLES:
-            text = " ".join(example[style]["text"].split())
-            shown = text if len(text) <= 150 else text[:150] + "..."
-            lines.append(f"  {style:<7} ({example[style]['tokens']:>3}): {shown}")
-    return "\n".join(lines)
+def report_summary(report: dict[str, Any]) -> dict[str, Any]:
+    """What run.json keeps of an evaluation report."""
+    if report.get("task") == "classification":
+        return {"task": "classification", "samples": report["samples"], "passed": report["passed"],
+                "gate": report["gate"], **{k: report["metrics"][k] for k in
+                                           ("accuracy", "f1", "precision", "recall", "unparseable")}}
+    if report.get("task") == "generation":
+        return {k: report[k] for k in ("task", "samples", "mean_tokens", "pass_rate", "passed")}
+    return {key: report[key] for key in ("ratio", "passed", "gate", "prompts")} | {
+        "mean_tokens": {s: v["mean_tokens"] for s, v in report["styles"].items()}}
 
 
 def write_report(path: Path, report: dict[str, Any]) -> None:
@@ -161,10 +75,47 @@ def parse_args(argv: list[str] | None):
     parser.add_argument("--model-dir", required=True, help="base model directory (as used for training)")
     parser.add_argument("--adapter", required=True, help="adapter directory written by training (RUN/adapter)")
     parser.add_argument("--out", required=True, help="where to write the JSON report (RUN/eval.json)")
-    parser.add_argument("--gate", type=float, default=None, help="minimum VERBOSE/TERSE ratio (default: recipe's)")
-    parser.add_argument("--prompts", default=str(DEFAULT_PROMPTS), help="JSONL of {\"prompt\": ...} questions")
+    parser.add_argument("--gate", type=float, default=None, help="replace the recipe's evaluation.gate")
+    parser.add_argument("--prompts", default=str(DEFAULT_PROMPTS), help="verbosity: JSONL of {\"prompt\": ...}")
+    parser.add_argument("--data", default=None, help="classification/generation: JSONL of labelled examples")
+    parser.add_argument("--job", default=None, help="job.json whose eval_dataset to use when --data is not given")
+    parser.add_argument("--samples", type=int, default=None, metavar="N", help="score only the first N examples")
+    parser.add_argument("--compare-base", action="store_true",
+                        help="classification: also answer with the adapter off and list disagreements")
     parser.add_argument("--json", action="store_true", help="print the JSON report on stdout instead of a table")
     return parser.parse_args(argv)
+
+
+def load_examples(args, recipe) -> list | None:
+    """The examples to score, checked for the recipe's task (None for verbosity)."""
+    if recipe.task == "verbosity":
+        if args.compare_base or args.data or args.samples:
+            raise InputError("--data, --samples and --compare-base are for classification/generation adapters; "
+                             "a verbosity adapter is scored on --prompts")
+        return None
+    from .dataset import DataSpec, load_dataset
+    from .job import read_job
+
+    path = args.data or (read_job(args.job).eval_dataset if args.job else None)
+    if not path:
+        raise InputError(f"a {recipe.task} adapter needs examples to score",
+                         hint="pass --data FILE, or --job BUNDLE/job.json of a job with an eval_dataset")
+    examples = load_dataset(path, DataSpec.from_recipe(recipe)).examples
+    if args.samples is not None:
+        if args.samples < 1:
+            raise InputError(f"--samples must be >= 1 (got {args.samples})")
+        examples = examples[: args.samples]
+    return examples
+
+
+def check_gate(recipe, gate: float | None) -> None:
+    if gate is None:
+        return
+    if recipe.task == "verbosity" and gate <= 0:
+        raise InputError(f"--gate must be > 0 (got {gate})")
+    if recipe.task != "verbosity" and not 0 <= gate <= 1:
+        raise InputError(f"--gate must be in [0, 1] for a {recipe.task} adapter (got {gate}): it is a minimum "
+                         f"{getattr(recipe.evaluation, 'gate_metric', 'pass rate')}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -174,19 +125,27 @@ def main(argv: list[str] | None = None) -> int:
     apply_runtime_env()
     quiet_known_warnings()
     try:
-        if args.gate is not None and args.gate <= 0:
-            raise DatasetError(f"--gate must be > 0 (got {args.gate})")
-        prompts = load_prompts(args.prompts)
-        from .modeling import load_for_inference
+        from .job import read_job
+        from .modeling import load_for_inference, read_adapter_meta
+        from .recipes import recipe_from_dict
 
+        recipe = recipe_from_dict(read_adapter_meta(args.adapter)["recipe"])
+        check_gate(recipe, args.gate)
+        examples = load_examples(args, recipe)
+        if recipe.task == "verbosity":
+            load_prompts(args.prompts)  # bad prompt files are refused before the model loads
         model, tokenizer, recipe, _ = load_for_inference(args.model_dir, args.adapter)
-        report = run_evaluation(model, tokenizer, recipe, prompts, args.gate)
+        report, text = evaluate_task(model, tokenizer, recipe, examples, args.gate, args.compare_base, args.prompts)
     except PayloadError as exc:
         print(f"evaluate: {exc}", file=sys.stderr)
         return exc.exit_code
-    report.update(model_dir=str(args.model_dir), adapter=str(args.adapter), prompts_file=str(args.prompts))
+    report.update(model_dir=str(args.model_dir), adapter=str(args.adapter))
+    if recipe.task == "verbosity":
+        report["prompts_file"] = str(args.prompts)
+    else:
+        report["data_file"] = str(args.data or read_job(args.job).eval_dataset)
     write_report(Path(args.out), report)
-    print(json.dumps(report, indent=2, ensure_ascii=False) if args.json else format_table(report))
+    print(json.dumps(report, indent=2, ensure_ascii=False) if args.json else text)
     return 0 if report["passed"] else 1
 
 

@@ -22,11 +22,12 @@ IGNORE_INDEX = -100
 @dataclass(frozen=True)
 class Feature:
     source: str
-    style: str
+    style: str | None
     input_ids: list[int]
     labels: list[int]
     prompt_tokens: int
     completion_tokens: int
+    label: str | None = None         # classification: the label word this example trains
 
 
 @dataclass
@@ -50,7 +51,7 @@ def encode_example(tokenizer, example: Example, template_kwargs: dict[str, Any])
     completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"]
     return Feature(source=example.source, style=example.style, input_ids=prompt_ids + completion_ids,
                    labels=[IGNORE_INDEX] * len(prompt_ids) + completion_ids,
-                   prompt_tokens=len(prompt_ids), completion_tokens=len(completion_ids))
+                   prompt_tokens=len(prompt_ids), completion_tokens=len(completion_ids), label=example.label)
 
 
 def build_features(tokenizer, examples: list[Example], template_kwargs: dict[str, Any], max_length: int,

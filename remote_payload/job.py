@@ -1,4 +1,10 @@
-"""`job.json`: {"job": name, "recipe": recipe-name, "overrides": {...}, "dataset": path relative to job.json}."""
+"""`job.json`: {"job": name, "recipe": built-in recipe name, "overrides": {...}, "dataset": path relative to
+job.json, "eval_dataset": optional path, "recipe_source": optional {"file": YAML recipe, "origins": {field:
+where it was set}}}.
+
+A YAML recipe is resolved on the controller into its built-in base plus overrides (`recipe_source` only records
+where each value came from, for run.json); the payload needs no YAML parser.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +16,7 @@ from typing import Any
 from .errors import JobError
 from .recipes import Recipe, load_recipe
 
-JOB_KEYS = {"job", "recipe", "overrides", "dataset"}
+JOB_KEYS = {"job", "recipe", "overrides", "dataset", "eval_dataset", "recipe_source"}
 
 
 @dataclass(frozen=True)
@@ -20,13 +26,16 @@ class Job:
     recipe_name: str
     dataset: Path
     overrides: dict[str, Any] = field(default_factory=dict)
+    eval_dataset: Path | None = None
+    recipe_source: dict[str, Any] | None = None
 
     def recipe(self) -> Recipe:
         return load_recipe(self.recipe_name, self.overrides)
 
     def to_dict(self) -> dict[str, Any]:
         return {"job": self.name, "recipe": self.recipe_name, "overrides": self.overrides,
-                "dataset": str(self.dataset), "job_file": str(self.path)}
+                "dataset": str(self.dataset), "eval_dataset": str(self.eval_dataset) if self.eval_dataset else None,
+                "recipe_source": self.recipe_source, "job_file": str(self.path)}
 
 
 def _require_str(doc: dict, key: str, path: Path) -> str:
@@ -34,6 +43,13 @@ def _require_str(doc: dict, key: str, path: Path) -> str:
     if not isinstance(value, str) or not value.strip():
         raise JobError(f'{path}: "{key}" must be a non-empty string (got {value!r})')
     return value
+
+
+def _relative(doc: dict, key: str, path: Path) -> Path:
+    value = _require_str(doc, key, path)
+    if Path(value).is_absolute():
+        raise JobError(f'{path}: "{key}" must be relative to the job file\'s folder (got {value})')
+    return path.parent / value
 
 
 def read_job(path: str | Path) -> Job:
@@ -52,8 +68,10 @@ def read_job(path: str | Path) -> Job:
     overrides = doc.get("overrides") or {}
     if not isinstance(overrides, dict):
         raise JobError(f'{path}: "overrides" must be an object of recipe fields')
-    dataset_rel = _require_str(doc, "dataset", path)
-    if Path(dataset_rel).is_absolute():
-        raise JobError(f'{path}: "dataset" must be relative to the job file\'s folder (got {dataset_rel})')
+    source = doc.get("recipe_source")
+    if source is not None and not isinstance(source, dict):
+        raise JobError(f'{path}: "recipe_source" must be an object')
+    dataset = _relative(doc, "dataset", path)
+    eval_dataset = _relative(doc, "eval_dataset", path) if doc.get("eval_dataset") is not None else None
     return Job(path=path, name=_require_str(doc, "job", path), recipe_name=_require_str(doc, "recipe", path),
-               dataset=(path.parent / dataset_rel), overrides=overrides)
+               dataset=dataset, overrides=overrides, eval_dataset=eval_dataset, recipe_source=source)

@@ -4,8 +4,10 @@ Step records: {"event": "step", "attempt", "step", "epoch", "loss", "learning_ra
 "samples_per_second", "tokens_per_second", "elapsed_seconds", "time"}. Every attempt (the first run, each
 `--resume`) opens with {"event": "attempt", "attempt": N, "start_step": S}: a resumed run appends to the same
 file, and steps after S that the killed attempt had logged appear again under the new attempt number, so a
-reader keeps, for each step, the record of the highest attempt. The last record of a finished run is
-{"event": "train_end", ...} with the Trainer's summary (train_loss, train_runtime, ...).
+reader keeps, for each step, the record of the highest attempt. Evaluations during training add
+{"event": "eval", "attempt", "step", "eval_loss", and the task's metrics: "eval_accuracy", "eval_f1", ...}.
+The last record of a finished run is {"event": "train_end", ...} with the Trainer's summary (train_loss,
+train_runtime, ...).
 """
 
 from __future__ import annotations
@@ -67,6 +69,13 @@ class MetricsJsonl(TrainerCallback):
                       "tokens_per_second": tokens}
             print(f"step {state.global_step}/{state.max_steps} loss {logs['loss']:.4f} "
                   f"lr {logs.get('learning_rate', 0):.2e} epoch {record['epoch'] or 0:.2f}", flush=True)
+        elif "eval_loss" in logs:
+            record = {"event": "eval", "attempt": self.attempt, "step": state.global_step,
+                      **{k: _number(v) for k, v in logs.items()}}
+            shown = " ".join(f"{k[5:]} {v:.4f}" for k, v in logs.items()
+                             if k.startswith("eval_") and isinstance(v, float) and "per_second" not in k
+                             and "runtime" not in k)
+            print(f"eval step {state.global_step}: {shown}", flush=True)
         elif "train_runtime" in logs:
             record = {"event": "train_end", "attempt": self.attempt, "step": state.global_step,
                       **{k: _number(v) for k, v in logs.items()}}

@@ -1,8 +1,10 @@
-"""Loading the base model in 4-bit, attaching LoRA + trainable style rows, saving and reloading the adapter.
+"""Loading the base model in 4-bit, attaching LoRA (+ trainable style rows for verbosity), saving and reloading
+the adapter.
 
 The adapter directory holds everything a reload needs besides the base weights: peft's adapter files (saved
-with `save_embedding_layers=False`: only the LoRA weights and the two trained style rows), the tokenizer with
-its style tokens, and `payload_meta.json` (resolved recipe, style token ids, embedding rows before/after). A
+with `save_embedding_layers=False`: only the LoRA weights and, for verbosity, the two trained style rows), the
+tokenizer (with its style tokens), and `payload_meta.json` (resolved recipe, style token ids or null, embedding
+rows before/after, the attention implementation trained with). A
 reload builds the base exactly as training did -- same 4-bit settings, same spare rows or the same
 deterministic resize -- so the `lm_head.weight` size mismatch of seed 000 cannot happen.
 """
@@ -77,20 +79,24 @@ def load_tokenizer(path: str | Path):
     return tokenizer
 
 
-def prepare_tokenizer(model_dir: str | Path) -> tuple[Any, StyleTokens]:
-    """The base tokenizer with both style tokens added, and where they sit in the embedding."""
+def prepare_tokenizer(model_dir: str | Path, style_tokens: bool = True) -> tuple[Any, StyleTokens | None]:
+    """The base tokenizer -- with both style tokens added, and where they sit in the embedding, when the task
+    uses them (verbosity); (tokenizer, None) otherwise."""
     tokenizer = load_tokenizer(check_model_dir(model_dir))
+    if not style_tokens:
+        return tokenizer, None
     return tokenizer, add_style_tokens(tokenizer, embedding_rows_of(model_dir))
 
 
-def load_base_model(model_dir: str | Path, recipe: Recipe):
+def load_base_model(model_dir: str | Path, recipe: Recipe, attn_implementation: str | None = None):
     """The base model in 4-bit as the recipe says; refuses to continue if it is not 4-bit."""
     from transformers import AutoModelForCausalLM
 
     path = check_model_dir(model_dir)
+    extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
     model = AutoModelForCausalLM.from_pretrained(
         str(path), quantization_config=quantization_config(recipe), dtype=torch_dtype(recipe.compute_dtype),
-        device_map=device_map(recipe), attn_implementation=recipe.attn_implementation)
+        device_map=device_map(recipe), **extra)
     if not getattr(model, "is_loaded_in_4bit", False):
         raise ModelError(f"{path} did not load in 4-bit (is_loaded_in_4bit is false); refusing to train",
                          hint="check that bitsandbytes imports cleanly in this venv")
@@ -98,18 +104,18 @@ def load_base_model(model_dir: str | Path, recipe: Recipe):
     return model
 
 
-def attach_lora(model, recipe: Recipe, style: StyleTokens):
-    """Resize if the style tokens need it, prepare for k-bit training, wrap with LoRA + trainable tokens."""
+def attach_lora(model, recipe: Recipe, style: StyleTokens | None):
+    """Resize if the style tokens need it, prepare for k-bit training, wrap with LoRA (+ trainable tokens)."""
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
-    if style.needs_resize:
+    if style is not None and style.needs_resize:
         resize_for_style_tokens(model, style.required_rows)
     # Freezes the base and upcasts the non-quantized weights to fp32. Activation checkpointing is switched on by
     # the Trainer (TrainingArguments.activation_checkpointing, non-reentrant, so no input-grad hook is needed).
     model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     config = LoraConfig(r=recipe.lora_r, lora_alpha=recipe.lora_alpha, lora_dropout=recipe.lora_dropout,
                         bias="none", task_type="CAUSAL_LM", target_modules=recipe.lora_targets,
-                        trainable_token_indices={"embed_tokens": style.ids})
+                        trainable_token_indices={"embed_tokens": style.ids} if style is not None else None)
     return get_peft_model(model, config)
 
 
@@ -139,9 +145,11 @@ def chat_template_sha256(tokenizer) -> str | None:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def adapter_meta(recipe: Recipe, style: StyleTokens, tokenizer, model_dir: str | Path) -> dict[str, Any]:
+def adapter_meta(recipe: Recipe, style: StyleTokens | None, tokenizer, model_dir: str | Path,
+                 attention: dict[str, Any] | None = None) -> dict[str, Any]:
     config = Path(model_dir) / "config.json"
-    return {"format": META_FORMAT, "recipe": recipe.to_dict(), "style_tokens": style.to_dict(),
+    return {"format": META_FORMAT, "recipe": recipe.to_dict(), "task": recipe.task,
+            "style_tokens": style.to_dict() if style is not None else None, "attention": attention,
             "chat_template_sha256": chat_template_sha256(tokenizer),
             "base_model": {"dir_name": Path(model_dir).name, "config_sha256": file_sha256(config)}}
 
@@ -166,24 +174,30 @@ def read_adapter_meta(adapter_dir: str | Path) -> dict[str, Any]:
     return meta
 
 
+def _check_style_tokens(tokenizer, model_dir, adapter_dir, stored: dict) -> StyleTokens:
+    style = add_style_tokens(tokenizer, embedding_rows_of(model_dir))
+    if style.ids != [stored["terse_id"], stored["verbose_id"]] or style.embedding_rows != stored["embedding_rows"]:
+        raise ModelError(f"adapter {adapter_dir} does not match base {model_dir}: style ids/rows "
+                         f"{style.ids}/{style.embedding_rows} here, {stored['terse_id']},{stored['verbose_id']}/"
+                         f"{stored['embedding_rows']} at training", hint="use the base model it was trained on")
+    return style
+
+
 def load_for_inference(model_dir: str | Path, adapter_dir: str | Path):
     """(model, tokenizer, recipe, meta): the 4-bit base + adapter, ready for `generate`."""
     from peft import PeftModel
 
+    from .attention import choose_attention
     from .runtime_env import apply_torch_threads
 
     meta = read_adapter_meta(adapter_dir)
     recipe = recipe_from_dict(meta["recipe"])
     apply_torch_threads(recipe.torch_threads)
     tokenizer = load_tokenizer(adapter_dir)
-    stored = meta["style_tokens"]
-    style = add_style_tokens(tokenizer, embedding_rows_of(model_dir))
-    if style.ids != [stored["terse_id"], stored["verbose_id"]] or style.embedding_rows != stored["embedding_rows"]:
-        raise ModelError(f"adapter {adapter_dir} does not match base {model_dir}: style ids/rows "
-                         f"{style.ids}/{style.embedding_rows} here, {stored['terse_id']},{stored['verbose_id']}/"
-                         f"{stored['embedding_rows']} at training", hint="use the base model it was trained on")
-    model = load_base_model(model_dir, recipe)
-    if style.needs_resize:
+    stored = meta.get("style_tokens")
+    style = _check_style_tokens(tokenizer, model_dir, adapter_dir, stored) if stored else None
+    model = load_base_model(model_dir, recipe, choose_attention(recipe, model_dir)["chosen"])
+    if style is not None and style.needs_resize:
         resize_for_style_tokens(model, style.required_rows)
     model = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=False)
     model.eval()

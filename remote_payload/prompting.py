@@ -1,4 +1,5 @@
-"""The one way a prompt is rendered: the tokenizer's own chat template, style token in the last user turn.
+"""The one way a prompt is rendered: the tokenizer's own chat template (verbosity: style token in the last user
+turn; other tasks: no style, `style=None`).
 
 Training (features.py), evaluation (evaluate.py) and any inference use `render_prompt` / `encode_prompt`, so the
 token ids a model is trained to continue are exactly the ids it is given at generation time. For Qwen3 the
@@ -14,9 +15,11 @@ from .errors import TemplateError
 from .styles import with_style_token
 
 
-def styled_messages(messages: list[dict] | tuple[dict, ...], style: str) -> list[dict]:
-    """A copy of `messages` with the style token at the start of the last user turn."""
+def styled_messages(messages: list[dict] | tuple[dict, ...], style: str | None) -> list[dict]:
+    """A copy of `messages` with the style token at the start of the last user turn (unchanged for None)."""
     styled = [dict(m) for m in messages]
+    if style is None:
+        return styled
     for message in reversed(styled):
         if message["role"] == "user":
             message["content"] = with_style_token(message["content"], style)
@@ -32,12 +35,12 @@ def _apply(tokenizer, messages: list[dict], template_kwargs: dict[str, Any], gen
                                          **template_kwargs)
 
 
-def render_prompt(tokenizer, messages, style: str, template_kwargs: dict[str, Any] | None = None) -> str:
+def render_prompt(tokenizer, messages, style: str | None, template_kwargs: dict[str, Any] | None = None) -> str:
     """The prompt string, ending where the assistant's answer starts."""
     return _apply(tokenizer, styled_messages(messages, style), dict(template_kwargs or {}), True)
 
 
-def encode_prompt(tokenizer, messages, style: str, template_kwargs: dict[str, Any] | None = None) -> list[int]:
+def encode_prompt(tokenizer, messages, style: str | None, template_kwargs: dict[str, Any] | None = None) -> list[int]:
     """Token ids of `render_prompt` (the template already contains any BOS token, so none is added)."""
     return tokenizer(render_prompt(tokenizer, messages, style, template_kwargs), add_special_tokens=False)[
         "input_ids"]
@@ -51,7 +54,7 @@ def stop_token_ids(tokenizer, generation_config=None) -> list[int]:
     return sorted(i for i in ids if i is not None)
 
 
-def _answer_suffix(tokenizer, messages, style: str, answer: str, kwargs: dict[str, Any]) -> str | None:
+def _answer_suffix(tokenizer, messages, style: str | None, answer: str, kwargs: dict[str, Any]) -> str | None:
     """full conversation minus its prompt, or None when the prompt is not a prefix of the full rendering."""
     prompt = render_prompt(tokenizer, messages, style, kwargs)
     full = _apply(tokenizer, styled_messages(messages, style) + [{"role": "assistant", "content": answer}],
@@ -59,7 +62,7 @@ def _answer_suffix(tokenizer, messages, style: str, answer: str, kwargs: dict[st
     return full[len(prompt):] if full.startswith(prompt) else None
 
 
-def render_completion(tokenizer, messages, style: str, answer: str,
+def render_completion(tokenizer, messages, style: str | None, answer: str,
                       template_kwargs: dict[str, Any] | None = None) -> str:
     """What the template writes after `render_prompt` for this answer, up to its end-of-turn token.
 

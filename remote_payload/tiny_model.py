@@ -15,7 +15,12 @@ model that the payload depends on:
   the two style rows are trained;
 * untied input/output embeddings, as in Qwen3-14B.
 
-The weights are random (seeded): the model learns nothing but what the tiny recipe teaches it.
+The weights are random (seeded): the model learns nothing but what the tiny recipe teaches it. `head_gain`
+scales the output layer: at 1 (the verbosity tests' model) a final hidden state of norm sqrt(64) against output
+rows of norm ~0.5 caps every logit near 4, so no token of the 1,000 can get more than ~5% probability -- fine for
+learning where an answer ends, but a trained model's output layer is far more decisive, and LoRA (which cannot
+touch the output layer) cannot get a yes/no decision past that cap. The classification tests use head_gain 8
+(logits up to ~30, as a pretrained model's reach).
 """
 
 from __future__ import annotations
@@ -125,7 +130,7 @@ def build_config(tokenizer, spare_rows: int = SPARE_ROWS):
 
 
 def build_tiny_model(out_dir: str | Path, corpus: Path = DEFAULT_CORPUS, seed: int = 0,
-                     spare_rows: int = SPARE_ROWS) -> Path:
+                     spare_rows: int = SPARE_ROWS, head_gain: float = 1.0) -> Path:
     """Build the tokenizer and a randomly initialised tiny Qwen3, `save_pretrained` both into `out_dir`."""
     import torch
     from transformers import AutoModelForCausalLM, GenerationConfig
@@ -140,6 +145,7 @@ def build_tiny_model(out_dir: str | Path, corpus: Path = DEFAULT_CORPUS, seed: i
     with torch.no_grad():  # spare rows alike, as never-trained rows end up: the style rows must be learned
         for weight in (model.get_input_embeddings().weight, model.get_output_embeddings().weight):
             weight[used:] = weight[:used].mean(dim=0)
+        model.get_output_embeddings().weight.mul_(head_gain)
     model.generation_config = GenerationConfig(
         eos_token_id=[config.eos_token_id, tokenizer.pad_token_id], pad_token_id=tokenizer.pad_token_id,
         do_sample=False)
@@ -152,8 +158,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m remote_payload.tiny_model", description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True, help="directory to write the model and tokenizer into")
     parser.add_argument("--seed", type=int, default=0, help="weight initialisation seed (default 0)")
+    parser.add_argument("--head-gain", type=float, default=1.0,
+                        help="scale of the output layer (8 for the classification demo, see above)")
     args = parser.parse_args(argv)
-    path = build_tiny_model(args.out, seed=args.seed)
+    path = build_tiny_model(args.out, seed=args.seed, head_gain=args.head_gain)
     print(f"tiny Qwen3 written to {path}")
     return 0
 

@@ -1,11 +1,16 @@
-"""QLoRA style-token training.
+"""QLoRA training for every task (verbosity style tokens, classification, generation).
 
     python -m remote_payload.train --job BUNDLE/job.json --model-dir DIR --run-dir RUN [--resume] [--extra-epochs N]
+                                   [--cache-dir DIR] [--clear-cache]
 
-Writes into RUN/: run.json (at start and end), metrics.jsonl (one line per logging step), tensorboard/,
-checkpoints/checkpoint-N/ (every save_steps, at most save_total_limit), adapter/ (with manifest.json) and, when
-the recipe says so, eval.json. `--resume` continues from the latest complete checkpoint with its step, optimizer,
-scheduler and RNG state; `--extra-epochs N` continues a run for N more epochs than it last aimed for.
+Writes into RUN/: run.json (at start and end; with "best" when the run evaluates), metrics.jsonl (one line per
+logging step and per evaluation), tensorboard/, checkpoints/checkpoint-N/ (every save_steps and at every new
+best evaluation, at most save_total_limit besides the best), evals/step-N.json (classification answers at each
+evaluation), adapter/ (with manifest.json; the best evaluation's with load_best_model_at_end) and, when the
+recipe says so, eval.json. `--resume` continues from the latest complete checkpoint with its step, optimizer,
+scheduler, RNG state, best-so-far and early-stopping count; `--extra-epochs N` continues a run for N more
+epochs than it last aimed for. Tokenized data is cached in --cache-dir (default WORK/cache/features beside
+WORK/runs/, else RUN/cache), keyed by everything it depends on; --clear-cache empties it first.
 Exit status: 0 trained, 1 the run failed, 2 bad input (job, recipe, dataset, run directory).
 """
 
@@ -20,7 +25,7 @@ import time
 import traceback
 from pathlib import Path
 
-from .checkpoints import checkpoint_step, find_checkpoints, latest_complete_checkpoint
+from .checkpoints import checkpoint_step, find_checkpoints, latest_complete_checkpoint, rebase_best_checkpoint
 from .errors import InputError, PayloadError
 from .job import Job, read_job
 from .recipes import Recipe
@@ -36,6 +41,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--resume", action="store_true", help="continue from the latest complete checkpoint")
     parser.add_argument("--extra-epochs", type=int, default=0, metavar="N",
                         help="train N epochs beyond the run's previous target (implies --resume)")
+    parser.add_argument("--cache-dir", default=None, help="tokenized-data cache (default: WORK/cache/features)")
+    parser.add_argument("--clear-cache", action="store_true", help="empty the tokenized-data cache first")
     return parser.parse_args(argv)
 
 
@@ -78,80 +85,6 @@ def target_epochs(recipe: Recipe, record: RunRecord, resume: bool, extra: int) -
     return float(previous.get("num_train_epochs") or recipe.num_train_epochs) + extra
 
 
-def training_arguments(recipe: Recipe, run_dir: Path, epochs: float):
-    from transformers import TrainingArguments
-
-    return TrainingArguments(
-        output_dir=str(run_dir / "checkpoints"), seed=recipe.seed, data_seed=recipe.seed,
-        per_device_train_batch_size=recipe.per_device_train_batch_size,
-        gradient_accumulation_steps=recipe.gradient_accumulation_steps,
-        learning_rate=recipe.learning_rate, num_train_epochs=epochs, max_steps=recipe.max_steps,
-        lr_scheduler_type=recipe.lr_scheduler_type, warmup_steps=recipe.warmup_ratio,  # < 1: a fraction of steps
-        weight_decay=recipe.weight_decay, max_grad_norm=recipe.max_grad_norm, optim=recipe.optim,
-        bf16=recipe.bf16, fp16=recipe.compute_dtype == "float16", use_cpu=recipe.device == "cpu",
-        activation_checkpointing=recipe.gradient_checkpointing,          # transformers 5's name for it
-        activation_checkpointing_kwargs={"use_reentrant": False},
-        logging_strategy="steps", logging_steps=recipe.logging_steps, save_strategy="steps",
-        save_steps=recipe.save_steps, save_total_limit=recipe.save_total_limit, eval_strategy="no",
-        dataloader_num_workers=recipe.dataloader_num_workers,
-        dataloader_pin_memory=recipe.dataloader_pin_memory and recipe.device == "cuda",
-        remove_unused_columns=False, label_names=["labels"], include_num_input_tokens_seen="non_padding",
-        use_liger_kernel=recipe.liger_kernel, report_to=[], disable_tqdm=True)
-
-
-def make_trainer(model, tokenizer, args, features, run_dir: Path, recipe: Recipe, attempt: int = 1):
-    import torch
-    from torch.utils.tensorboard import SummaryWriter
-    from transformers import PrinterCallback, Trainer
-    from transformers.integrations import TensorBoardCallback
-
-    from .features import Collator, FeatureDataset
-    from .metrics import MetricsJsonl
-
-    class AdapterTrainer(Trainer):
-        """Checkpoints hold the LoRA weights and the two style rows only, never the full embedding."""
-
-        def _save(self, output_dir=None, state_dict=None):
-            output_dir = output_dir or self.args.output_dir
-            Path(output_dir).mkdir(parents=True, exist_ok=True)
-            self.model.save_pretrained(output_dir, save_embedding_layers=False)
-            self.processing_class.save_pretrained(output_dir)
-            torch.save(self.args, Path(output_dir) / "training_args.bin")
-
-    samples_per_step = recipe.per_device_train_batch_size * recipe.gradient_accumulation_steps
-    callbacks = [MetricsJsonl(run_dir / "metrics.jsonl", samples_per_step, attempt=attempt),
-                 TensorBoardCallback(SummaryWriter(log_dir=str(run_dir / "tensorboard")))]
-    trainer = AdapterTrainer(model=model, args=args, train_dataset=FeatureDataset(features.features),
-                             data_collator=Collator(tokenizer.pad_token_id), processing_class=tokenizer,
-                             callbacks=callbacks)
-    trainer.remove_callback(PrinterCallback)  # MetricsJsonl prints one compact line per logging step instead
-    return trainer
-
-
-def prepare_data(job: Job, recipe: Recipe, model_dir: str, record: RunRecord):
-    """Validate the dataset (before any model), then tokenize it with the base tokenizer + style tokens."""
-    from .dataset import load_dataset
-    from .features import build_features
-    from .modeling import chat_template_sha256, prepare_tokenizer
-
-    dataset = load_dataset(job.dataset)
-    record.update(dataset={"path": str(job.dataset), "sha256": dataset.sha256, "lines": dataset.lines,
-                           **dataset.counts})
-    earlier = record.previous.get("dataset", {}).get("sha256")
-    if earlier and earlier != dataset.sha256:
-        print(f"warning: the dataset changed since the previous attempt of this run ({earlier[:12]} -> "
-              f"{dataset.sha256[:12]}); resuming trains the rest of the run on the new data", flush=True)
-    tokenizer, style = prepare_tokenizer(model_dir)
-    features = build_features(tokenizer, dataset.examples, recipe.chat_template_kwargs, recipe.max_length,
-                              recipe.on_overlength)
-    record.update(dataset={**record.data["dataset"], **features.summary()}, style_tokens=style.to_dict(),
-                  chat_template_sha256=chat_template_sha256(tokenizer))
-    if features.overlength:
-        print(f"warning: {len(features.overlength)} example(s) longer than max_length={recipe.max_length} tokens "
-              f"were left out: {', '.join(s for s, _ in features.overlength[:10])}", flush=True)
-    return tokenizer, style, features
-
-
 def announce_resume(checkpoint: Path | None, resume: bool) -> None:
     if not resume:
         return
@@ -163,30 +96,34 @@ def announce_resume(checkpoint: Path | None, resume: bool) -> None:
           f"{state['global_step'] + 1}, epoch {state.get('epoch', 0):.2f}", flush=True)
 
 
-def finish_adapter(model, tokenizer, recipe, style, model_dir, run_dir: Path) -> Path:
+def finish_adapter(model, tokenizer, recipe, style, model_dir, run_dir: Path, attention: dict) -> Path:
     """Write RUN/adapter/ atomically (adapter.tmp -> adapter) with payload_meta.json and manifest.json."""
     from .manifest import write_manifest
     from .modeling import adapter_meta, save_adapter
 
     tmp, final = run_dir / "adapter.tmp", run_dir / "adapter"
     shutil.rmtree(tmp, ignore_errors=True)
-    save_adapter(model, tokenizer, tmp, adapter_meta(recipe, style, tokenizer, model_dir))
+    save_adapter(model, tokenizer, tmp, adapter_meta(recipe, style, tokenizer, model_dir, attention))
     write_manifest(tmp)
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
     return final
 
 
-def evaluate_in_process(model, tokenizer, recipe: Recipe, run_dir: Path) -> dict:
-    from .evaluate import format_table, load_prompts, run_evaluation, write_report
+def evaluate_in_process(model, tokenizer, recipe: Recipe, run_dir: Path, eval_examples) -> dict | None:
+    """The task's evaluation of the finished adapter -> RUN/eval.json; the summary run.json keeps."""
+    from .evaluate import evaluate_task, report_summary, write_report
 
     model.eval()
     model.config.use_cache = True
-    report = run_evaluation(model, tokenizer, recipe, load_prompts())
+    samples = getattr(recipe.evaluation, "samples", None)
+    report, text = evaluate_task(model, tokenizer, recipe, (eval_examples or [])[:samples])
+    if report is None:
+        print(f"evaluation after training skipped: {text}", flush=True)
+        return {"skipped": text}
     write_report(run_dir / "eval.json", report)
-    print(format_table(report), flush=True)
-    return {key: report[key] for key in ("ratio", "passed", "gate", "prompts")} | {
-        "mean_tokens": {s: v["mean_tokens"] for s, v in report["styles"].items()}}
+    print(text, flush=True)
+    return report_summary(report)
 
 
 def resolve_job(args: argparse.Namespace, record: RunRecord) -> tuple[Job, Recipe, float]:
@@ -202,7 +139,7 @@ def resolve_job(args: argparse.Namespace, record: RunRecord) -> tuple[Job, Recip
     return job, recipe, epochs
 
 
-def load_training_model(model_dir: str, recipe: Recipe, style, record: RunRecord):
+def load_training_model(model_dir: str, recipe: Recipe, style, attention: dict, record: RunRecord):
     from transformers import set_seed
 
     from .modeling import attach_lora, load_base_model, parameter_counts
@@ -210,18 +147,26 @@ def load_training_model(model_dir: str, recipe: Recipe, style, record: RunRecord
 
     record.update(hardware=hardware())
     set_seed(recipe.seed)  # LoRA initialisation
-    model = attach_lora(load_base_model(model_dir, recipe), recipe, style)
+    model = attach_lora(load_base_model(model_dir, recipe, attention["chosen"]), recipe, style)
     record.update(parameters=parameter_counts(model))
     return model
 
 
-def fit(model, tokenizer, recipe: Recipe, features, epochs: float, args: argparse.Namespace, record: RunRecord):
+def fit(model, recipe: Recipe, data, epochs: float, args: argparse.Namespace, record: RunRecord):
     """Train (from the latest complete checkpoint when resuming); returns the trainer."""
+    from .trainer import best_record, make_trainer, training_arguments
+
     run_dir = Path(args.run_dir)
     resume = args.resume or args.extra_epochs > 0
     checkpoint = latest_complete_checkpoint(run_dir / "checkpoints", remove_incomplete=True) if resume else None
     announce_resume(checkpoint, resume)
-    trainer = make_trainer(model, tokenizer, training_arguments(recipe, run_dir, epochs), features, run_dir, recipe,
+    if checkpoint is not None:
+        rebase_best_checkpoint(checkpoint)
+    evaluates = data.eval_dataset is not None and recipe.eval_steps > 0
+    targs = training_arguments(recipe, run_dir, epochs, evaluates)
+    samples_per_step = (recipe.per_device_train_batch_size * recipe.gradient_accumulation_steps
+                        * data.examples_per_item)
+    trainer = make_trainer(model, data.tokenizer, targs, data, run_dir, recipe, samples_per_step,
                            attempt=record.attempt)
     record.data["attempts"][-1]["resumed_from"] = checkpoint.name if checkpoint else None
     record.update(training={"num_train_epochs": epochs, "max_steps": recipe.max_steps,
@@ -229,26 +174,51 @@ def fit(model, tokenizer, recipe: Recipe, features, epochs: float, args: argpars
                             "start_step": checkpoint_step(checkpoint) if checkpoint else 0})
     with Phase(record, "train"):
         result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    record.update(training={**record.data["training"], "global_step": trainer.state.global_step,
-                            "epoch": trainer.state.epoch, "train_loss": result.training_loss,
-                            "total_steps": trainer.state.max_steps})
+    state = trainer.state
+    record.update(training={**record.data["training"], "global_step": state.global_step,
+                            "epoch": state.epoch, "train_loss": result.training_loss, "total_steps": state.max_steps,
+                            "early_stopped": bool(trainer.control.should_training_stop
+                                                  and state.global_step < state.max_steps)},
+                  best=best_record(trainer, recipe))
     return trainer
+
+
+def prepare(args: argparse.Namespace, job: Job, recipe: Recipe, record: RunRecord):
+    """Data (validated before any model loads) and the attention implementation the model will use."""
+    from .attention import choose_attention
+    from .packing import PackedCollator
+    from .preprocess import default_cache_dir, prepare_data
+
+    cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir(Path(args.run_dir))
+    if args.clear_cache:
+        from .feature_cache import FeatureCache
+
+        FeatureCache(cache_dir).clear()
+        print(f"cleared the tokenized-data cache {cache_dir}", flush=True)
+    data = prepare_data(job, recipe, args.model_dir, record, cache_dir)
+    attention = choose_attention(recipe, args.model_dir)
+    record.update(attention=attention)
+    if recipe.packing and attention["chosen"] == "flash_attention_2":
+        data.collator = PackedCollator(data.tokenizer.pad_token_id, flash_attention=True)
+    return data, attention
 
 
 def run_training(args: argparse.Namespace, record: RunRecord) -> None:
     job, recipe, epochs = resolve_job(args, record)
     with Phase(record, "prepare_data"):
-        tokenizer, style, features = prepare_data(job, recipe, args.model_dir, record)
+        data, attention = prepare(args, job, recipe, record)
     with Phase(record, "load_model"):
-        model = load_training_model(args.model_dir, recipe, style, record)
-    fit(model, tokenizer, recipe, features, epochs, args, record)
+        model = load_training_model(args.model_dir, recipe, data.style, attention, record)
+    fit(model, recipe, data, epochs, args, record)
     with Phase(record, "save_adapter"):
-        adapter = finish_adapter(model, tokenizer, recipe, style, args.model_dir, Path(args.run_dir))
+        adapter = finish_adapter(model, data.tokenizer, recipe, data.style, args.model_dir, Path(args.run_dir),
+                                 attention)
         record.update(adapter={"path": str(adapter), "manifest": str(adapter / "manifest.json")})
-    if recipe.eval_after_train:
+    if recipe.evaluation.after_train:
         with Phase(record, "evaluate"):
             try:
-                record.update(eval=evaluate_in_process(model, tokenizer, recipe, Path(args.run_dir)))
+                record.update(eval=evaluate_in_process(model, data.tokenizer, recipe, Path(args.run_dir),
+                                                       data.eval_examples))
             except Exception as exc:  # noqa: BLE001 - the adapter is saved; the run still succeeded
                 print(f"warning: evaluation after training failed: {exc!r} "
                       f"(run python -m remote_payload.evaluate on the adapter)", flush=True)

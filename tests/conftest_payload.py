@@ -1,7 +1,8 @@
 """Shared fixtures of the payload tests (loaded with `pytest_plugins = ["tests.conftest_payload"]`).
 
 The tiny Qwen3 is built once per session and trained once per session with the `tiny-verbosity` recipe on the
-shipped demo dataset; every test that needs a trained adapter reads that one run. Payload commands run the way
+shipped demo dataset; every test that needs a trained adapter reads that one run. Likewise the classification
+tests share one `tiny-movielens` run on the synthetic MovieLens set (a tiny Qwen3 built with head_gain 8). Payload commands run the way
 the instance runs them: `python -m remote_payload.<module>` from the root of a bundle directory holding
 `remote_payload/`, `job.json` and `data/<dataset>.jsonl`.
 """
@@ -24,17 +25,22 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PAYLOAD = ROOT / "remote_payload"
 DEMO_DATASET = ROOT / "training_data" / "verbosity_demo.jsonl"
+MOVIELENS = {split: ROOT / "training_data" / f"movielens_demo_{split}.jsonl" for split in ("train", "eval", "test")}
 CHILD_ENV = {"PYTHONWARNINGS": "ignore::FutureWarning"}
 
 
 def make_bundle(root: Path, dataset: Path, recipe: str = "tiny-verbosity", overrides: dict | None = None,
-                job: str = "demo") -> Path:
-    """A bundle as the controller extracts it: remote_payload/ (linked), job.json, data/<dataset>."""
+                job: str = "demo", eval_dataset: Path | None = None) -> Path:
+    """A bundle as the controller extracts it: remote_payload/ (linked), job.json, data/<dataset>
+    (and data/eval/<eval dataset>)."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "remote_payload").symlink_to(PAYLOAD, target_is_directory=True)
-    (root / "data").mkdir()
+    (root / "data" / "eval").mkdir(parents=True)
     shutil.copy(dataset, root / "data" / dataset.name)
     doc = {"job": job, "recipe": recipe, "overrides": overrides or {}, "dataset": f"data/{dataset.name}"}
+    if eval_dataset is not None:
+        shutil.copy(eval_dataset, root / "data" / "eval" / eval_dataset.name)
+        doc["eval_dataset"] = f"data/eval/{eval_dataset.name}"
     (root / "job.json").write_text(json.dumps(doc))
     return root
 
@@ -117,3 +123,27 @@ def trained_run(tmp_path_factory, tiny_model_dir) -> TrainedRun:
     code = call_main(train.main, ["--job", str(bundle / "job.json"), "--model-dir", str(tiny_model_dir),
                                   "--run-dir", str(run_dir)])
     return TrainedRun(bundle, tiny_model_dir, run_dir, code, time.monotonic() - t0)
+
+
+@pytest.fixture(scope="session")
+def tiny_classifier_dir(tmp_path_factory) -> Path:
+    """The tiny Qwen3 with an output layer that can be decisive (see tiny_model.py's head_gain)."""
+    from remote_payload.tiny_model import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-classifier") / "qwen3-tiny", head_gain=8.0)
+
+
+@pytest.fixture(scope="session")
+def movielens_run(tmp_path_factory, tiny_classifier_dir) -> TrainedRun:
+    """tiny-movielens on the synthetic MovieLens train/eval split, trained once for the whole session (it stops
+    early, once its eval F1 stops improving)."""
+    from remote_payload import train
+
+    work = tmp_path_factory.mktemp("movielens")
+    bundle = make_bundle(work / "bundle", MOVIELENS["train"], recipe="tiny-movielens", job="movielens",
+                         eval_dataset=MOVIELENS["eval"])
+    run_dir = work / "runs" / "movielens-run"
+    t0 = time.monotonic()
+    code = call_main(train.main, ["--job", str(bundle / "job.json"), "--model-dir", str(tiny_classifier_dir),
+                                  "--run-dir", str(run_dir)])
+    return TrainedRun(bundle, tiny_classifier_dir, run_dir, code, time.monotonic() - t0)

@@ -94,7 +94,8 @@ def test_every_bad_line_is_reported_with_file_line_and_reason(tmp_path):
         "bad.jsonl:9: turns must be: optional system, then user/assistant alternating starting with user "
         "(got assistant -> user -> assistant)",
         "bad.jsonl:10: unrecognised record with keys ['answer', 'question']: expected {\"prompt\", \"completion\"}, "
-        "{\"instruction\", \"output\", ...} or {\"messages\"} (see remote_payload/dataset.py)",
+        "{\"instruction\", \"output\", ...}, {\"messages\"} or {\"history_titles\", \"candidate_title\", \"label\"} "
+        "(see remote_payload/formats.py)",
         "bad.jsonl:11: expected a JSON object, got list",
         "bad.jsonl:12: unknown style token <STYLE_LOUD> (expected <STYLE_TERSE> or <STYLE_VERBOSE>)",
         "bad.jsonl:13: style token <STYLE_TERSE> inside the answer; it belongs in the user turn",

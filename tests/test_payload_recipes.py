@@ -15,7 +15,8 @@ pytestmark = pytest.mark.timeout(30)
 
 
 def test_every_registered_recipe_loads_and_names_itself():
-    assert available_recipes() == ["mistral-7b-verbosity", "qwen3-14b-verbosity", "tiny-verbosity"]
+    assert available_recipes() == ["mistral-7b-verbosity", "qwen3-0.6b-movielens", "qwen3-14b-verbosity",
+                                   "qwen3-8b-movielens", "tiny-movielens", "tiny-verbosity"]
     for name in available_recipes():
         assert load_recipe(name).name == name
 
@@ -30,8 +31,8 @@ def test_qwen_recipe_carries_the_seed_000_golden_values():
     assert (r.lr_scheduler_type, r.warmup_ratio, r.gradient_checkpointing, r.max_length, r.seed) == \
         ("cosine", 0.03, True, 1024, 42)
     assert r.chat_template_kwargs == {"enable_thinking": False}
-    assert r.eval_terse.generate_kwargs() == {"max_new_tokens": 20, "do_sample": False}
-    assert r.eval_verbose.generate_kwargs() == {"max_new_tokens": 100, "min_new_tokens": 30, "do_sample": True,
+    assert r.evaluation.terse.generate_kwargs() == {"max_new_tokens": 20, "do_sample": False}
+    assert r.evaluation.verbose.generate_kwargs() == {"max_new_tokens": 100, "min_new_tokens": 30, "do_sample": True,
                                                 "temperature": 0.7, "top_p": 0.95}
 
 
@@ -39,8 +40,8 @@ def test_mistral_recipe_uses_seed_002_modules_and_presets():
     r = load_recipe("mistral-7b-verbosity")
     assert r.lora_targets == ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     assert r.num_train_epochs == 1.0 and r.chat_template_kwargs == {}
-    assert r.eval_terse.generate_kwargs()["temperature"] == 0.1
-    assert r.eval_verbose.min_new_tokens == 64 and r.eval_verbose.max_new_tokens == 256
+    assert r.evaluation.terse.generate_kwargs()["temperature"] == 0.1
+    assert r.evaluation.verbose.min_new_tokens == 64 and r.evaluation.verbose.max_new_tokens == 256
 
 
 def test_overrides_replace_values_and_int_is_accepted_for_float_fields():
@@ -52,7 +53,7 @@ def test_overrides_replace_values_and_int_is_accepted_for_float_fields():
 
 def test_a_preset_override_merges_into_the_recipe_preset():
     r = load_recipe("qwen3-14b-verbosity", {"eval_verbose": {"max_new_tokens": 300}})
-    assert r.eval_verbose.max_new_tokens == 300 and r.eval_verbose.min_new_tokens == 30
+    assert r.evaluation.verbose.max_new_tokens == 300 and r.evaluation.verbose.min_new_tokens == 30
 
 
 def test_a_list_override_becomes_the_lora_target_tuple():
@@ -140,3 +141,94 @@ def test_a_malformed_job_file_is_refused_with_the_reason(tmp_path, doc, words):
     with pytest.raises(JobError) as err:
         read_job(tmp_path / "job.json")
     assert words in str(err.value)
+
+
+# --- tasks ----------------------------------------------------------------------------------------------------
+
+def test_every_recipe_names_its_task_and_carries_that_tasks_evaluation_section():
+    from remote_payload.recipes import SECTIONS
+
+    tasks = {name: load_recipe(name).task for name in available_recipes()}
+    assert tasks == {"mistral-7b-verbosity": "verbosity", "qwen3-14b-verbosity": "verbosity",
+                     "tiny-verbosity": "verbosity", "qwen3-0.6b-movielens": "classification",
+                     "qwen3-8b-movielens": "classification", "tiny-movielens": "classification"}
+    for name, task in tasks.items():
+        assert isinstance(load_recipe(name).evaluation, SECTIONS[task])
+
+
+def test_the_movielens_recipes_carry_seed_003s_numbers():
+    small, large = load_recipe("qwen3-0.6b-movielens"), load_recipe("qwen3-8b-movielens")
+    for r in (small, large):
+        assert (r.max_length, r.learning_rate, r.lora_r, r.lora_alpha, r.lora_dropout, r.lora_targets) == \
+            (1024, 1.5e-4, 16, 64, 0.05, "all-linear")
+        assert (r.per_device_train_batch_size, r.gradient_accumulation_steps, r.lr_scheduler_type,
+                r.warmup_ratio) == (2, 8, "cosine", 0.03)
+        assert (r.eval_steps, r.eval_max_samples, r.evaluation.batch_size, r.save_steps, r.save_total_limit) == \
+            (2000, 1000, 16, 4000, 2)
+        assert (r.early_stopping_patience, r.metric_for_best_model, r.load_best_model_at_end) == (3, "f1", True)
+        assert (r.evaluation.positive, r.evaluation.negative, r.evaluation.max_new_tokens) == ("Yes", "No", 8)
+        assert r.chat_template_kwargs == {"enable_thinking": False} and r.attn_implementation == "auto"
+        assert r.system_prompt.startswith("You are a movie recommendation assistant")
+    assert (small.gradient_checkpointing, large.gradient_checkpointing) == (False, True)
+
+
+def test_flat_evaluation_overrides_of_existing_job_files_map_onto_the_section():
+    r = load_recipe("qwen3-14b-verbosity", {"eval_gate": 2.5, "eval_batch_size": 4, "eval_after_train": False,
+                                            "eval_terse": {"max_new_tokens": 12}})
+    assert (r.evaluation.gate, r.evaluation.batch_size, r.evaluation.after_train) == (2.5, 4, False)
+    assert r.evaluation.terse.max_new_tokens == 12 and r.evaluation.terse.do_sample is False
+    assert r == load_recipe("qwen3-14b-verbosity", {"evaluation": {"gate": 2.5, "batch_size": 4, "after_train": False,
+                                                                   "terse": {"max_new_tokens": 12}}})
+
+
+@pytest.mark.parametrize("overrides, words", [
+    ({"evaluation": {"gatee": 2}}, "unknown 'evaluation' field 'gatee'"),
+    ({"eval_gate": 0}, "field 'gate' must be > 0"),
+    ({"eval_terse": {"max_new_tokens": 0}}, "field 'max_new_tokens' must be > 0"),
+])
+def test_an_evaluation_override_is_checked_and_refused_by_name(overrides, words):
+    with pytest.raises(RecipeError) as err:
+        load_recipe("tiny-verbosity", overrides)
+    assert words in str(err.value)
+
+
+@pytest.mark.parametrize("overrides, words", [
+    ({"evaluation": {"gate": 3.0}}, "field 'gate' must be in [0, 1]: it is a minimum accuracy"),
+    ({"evaluation": {"gate_metric": "auc"}}, "field 'gate_metric' must be one of accuracy, f1, precision, recall"),
+    ({"evaluation": {"negative": "yes"}}, "field 'negative' must differ from positive"),
+    ({"eval_terse": {"max_new_tokens": 5}}, "field 'eval_terse' does not apply to a ClassificationEval section"),
+    ({"metric_for_best_model": "ratio"}, "field 'metric_for_best_model' must be one of loss, accuracy, f1"),
+    ({"save_steps": 3000}, "field 'save_steps' must be a multiple of eval_steps=2000"),
+    ({"eval_steps": 0}, "field 'early_stopping_patience' needs evaluation during training"),
+    ({"attn_implementation": "flash"}, "field 'attn_implementation' must be one of auto, flash_attention_2"),
+    ({"task": "ranking"}, "field 'task' must be one of verbosity, classification, generation"),
+])
+def test_a_classification_recipe_refuses_bad_values_by_name(overrides, words):
+    with pytest.raises(RecipeError) as err:
+        load_recipe("qwen3-0.6b-movielens", overrides)
+    assert words in str(err.value)
+
+
+def test_changing_the_task_starts_from_that_tasks_evaluation_defaults():
+    from remote_payload.recipes import GenerationEval
+
+    r = load_recipe("tiny-verbosity", {"task": "generation", "evaluation": {"max_new_tokens": 64}})
+    assert r.task == "generation" and r.evaluation == GenerationEval(max_new_tokens=64)
+    with pytest.raises(RecipeError, match="unknown validator 'terraform'"):
+        load_recipe("tiny-verbosity", {"task": "generation", "evaluation": {"validators": ["terraform"]}})
+
+
+def test_a_recipe_stored_before_tasks_existed_still_rebuilds():
+    stored = load_recipe("tiny-verbosity").to_dict()
+    section = stored.pop("evaluation")
+    for field in ("task", "attn_implementation", "system_prompt", "packing", "eval_steps", "eval_max_samples",
+                  "early_stopping_patience", "metric_for_best_model", "load_best_model_at_end"):
+        stored.pop(field)
+    old = {**stored, "eval_terse": section["terse"], "eval_verbose": section["verbose"], "eval_gate": 3.0,
+           "eval_batch_size": 25, "eval_after_train": True}
+    assert recipe_from_dict(json.loads(json.dumps(old))) == load_recipe("tiny-verbosity")
+
+
+def test_a_classification_recipe_round_trips_through_json():
+    r = load_recipe("qwen3-8b-movielens", {"evaluation": {"gate": 0.7}, "packing": True})
+    assert recipe_from_dict(json.loads(json.dumps(r.to_dict()))) == r

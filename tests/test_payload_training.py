@@ -86,7 +86,7 @@ def test_without_its_trained_style_rows_the_adapter_answers_both_styles_identica
         with torch.no_grad():
             trained.copy_(original)                            # LoRA kept, style rows back to the base's
         answers = {style: [a["text"] for a in generate_answers(
-            model, tokenizer, load_prompts()[:8], style, recipe.eval_terse, recipe.chat_template_kwargs, 8, 0)]
+            model, tokenizer, load_prompts()[:8], style, recipe.evaluation.terse, recipe.chat_template_kwargs, 8, 0)]
             for style in ("TERSE", "VERBOSE")}
     assert answers["TERSE"] == answers["VERBOSE"]
 

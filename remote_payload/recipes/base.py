@@ -1,19 +1,19 @@
 """The typed `Recipe`: every number a training run uses, checked when it is built.
 
-A recipe file (one per model, e.g. `qwen3_14b_verbosity.py`) defines `RECIPE = Recipe(...)`. A job may override
-any field through job.json's "overrides"; `apply_overrides` refuses unknown fields and wrong types by name,
-and `Recipe.__post_init__` refuses out-of-range values by name.
+A recipe file (one per model and task, e.g. `qwen3_14b_verbosity.py`) defines `RECIPE = Recipe(...)`. A recipe
+names its `task` and carries that task's evaluation section (`sections.py`). A job may override any field
+through job.json's "overrides" (`overrides.py`); unknown fields and wrong types are refused by name, and
+`__post_init__` refuses out-of-range values by name.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import RecipeError
+from .checks import check_choice, check_positive, check_types, fail
+from .sections import SECTIONS, TASKS, ClassificationEval, GenerationEval, VerbosityEval
 
 DEVICES = ("cuda", "cpu")
 COMPUTE_DTYPES = ("bfloat16", "float16", "float32")
@@ -21,100 +21,24 @@ QUANT_TYPES = ("nf4", "fp4")
 SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup")
 OPTIMIZERS = ("adamw_torch", "adamw_torch_fused", "paged_adamw_8bit", "paged_adamw_32bit", "adamw_bnb_8bit")
 OVERLENGTH_POLICIES = ("drop", "error")
-ATTENTION_IMPLEMENTATIONS = ("sdpa", "flash_attention_2", "eager")
-
-
-def _fail(owner: str, name: str, problem: str) -> typing.NoReturn:
-    raise RecipeError(f"{owner}: field '{name}' {problem}")
-
-
-def _type_name(hint: Any) -> str:
-    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
-
-
-def _check_value_type(owner: str, name: str, hint: Any, value: Any) -> Any:
-    """Return `value` converted to the field's type (int->float, list->tuple) or raise RecipeError."""
-    origin = typing.get_origin(hint)
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-    elif hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif hint is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    elif hint is str:
-        if isinstance(value, str):
-            return value
-    elif origin is tuple:
-        if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
-            return tuple(value)
-    elif origin is dict:
-        if isinstance(value, dict) and all(isinstance(k, str) for k in value) and all(
-                isinstance(v, (str, int, float, bool)) for v in value.values()):
-            return dict(value)
-    elif dataclasses.is_dataclass(hint):
-        if isinstance(value, hint):
-            return value
-    else:  # pragma: no cover - a recipe field with a type this checker does not know is a programming error
-        raise TypeError(f"{owner}: unsupported field type {hint!r} for '{name}'")
-    _fail(owner, name, f"must be {_type_name(hint)}, got {type(value).__name__} {value!r}")
-
-
-def check_types(obj: Any, owner: str) -> None:
-    """Type-check (and normalise) every field of a frozen dataclass instance in place."""
-    hints = typing.get_type_hints(type(obj))
-    for f in dataclasses.fields(obj):
-        value = _check_value_type(owner, f.name, hints[f.name], getattr(obj, f.name))
-        object.__setattr__(obj, f.name, value)
-
-
-@dataclass(frozen=True)
-class GenerationPreset:
-    """How one style is decoded during evaluation (passed to `model.generate`); sampling settings not named here
-    (e.g. top_k) come from the model's generation_config.json."""
-
-    max_new_tokens: int
-    min_new_tokens: int = 0
-    do_sample: bool = False
-    temperature: float = 1.0
-    top_p: float = 1.0
-
-    def __post_init__(self) -> None:
-        owner = "generation preset"
-        check_types(self, owner)
-        if self.max_new_tokens < 1:
-            _fail(owner, "max_new_tokens", f"must be >= 1 (got {self.max_new_tokens})")
-        if not 0 <= self.min_new_tokens <= self.max_new_tokens:
-            _fail(owner, "min_new_tokens", f"must be between 0 and max_new_tokens={self.max_new_tokens} "
-                                           f"(got {self.min_new_tokens})")
-        if self.temperature <= 0:
-            _fail(owner, "temperature", f"must be > 0 (got {self.temperature})")
-        if not 0 < self.top_p <= 1:
-            _fail(owner, "top_p", f"must be in (0, 1] (got {self.top_p})")
-
-    def generate_kwargs(self) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {"max_new_tokens": self.max_new_tokens, "do_sample": self.do_sample}
-        if self.min_new_tokens:
-            kwargs["min_new_tokens"] = self.min_new_tokens
-        if self.do_sample:
-            kwargs.update(temperature=self.temperature, top_p=self.top_p)
-        return kwargs
+ATTENTION = ("auto", "flash_attention_2", "sdpa", "eager")
 
 
 @dataclass(frozen=True)
 class Recipe:
-    """Everything a QLoRA style-token run needs besides the model directory and the dataset."""
+    """Everything a QLoRA run needs besides the model directory and the datasets."""
 
     name: str
     description: str
+    task: str = "verbosity"                   # verbosity | classification | generation (sections.py)
     # --- model loading (bitsandbytes 4-bit; the payload refuses to train a model that is not 4-bit) ---
     device: str = "cuda"                      # "cuda": device_map={"": 0}, i.e. the one GPU the supervisor picked
     bnb_4bit_quant_type: str = "nf4"
     bnb_4bit_use_double_quant: bool = True
     compute_dtype: str = "bfloat16"           # bnb_4bit_compute_dtype and the dtype of non-quantized weights
+    attn_implementation: str = "auto"         # auto: flash_attention_2 when installed and supported, else sdpa
     chat_template_kwargs: dict[str, bool | str | int] = field(default_factory=dict)
+    system_prompt: str = ""                   # system turn for examples that bring none of their own
     # --- LoRA ---
     lora_r: int = 16
     lora_alpha: int = 32
@@ -136,6 +60,7 @@ class Recipe:
     seed: int = 42
     max_length: int = 1024
     on_overlength: str = "drop"               # "drop": skip and report examples longer than max_length; "error"
+    packing: bool = False                     # several examples per sequence, attention kept within each
     # --- checkpoints and logs ---
     logging_steps: int = 25
     save_steps: int = 500
@@ -144,61 +69,73 @@ class Recipe:
     dataloader_pin_memory: bool = True
     torch_threads: int = 0                    # > 0: torch.set_num_threads(n) for CPU work; 0: torch's default
     # --- speed levers: each measured by bench/gpu_train.py before it becomes a recipe's default ---
-    attn_implementation: str = "sdpa"         # from_pretrained(attn_implementation=...); "flash_attention_2" needs
-                                              # the flash-attn package and an Ampere-or-newer GPU
     liger_kernel: bool = False                # TrainingArguments.use_liger_kernel: Liger's Triton kernels, incl. the
                                               # fused linear cross-entropy that never builds the logits (CUDA only)
-    # --- evaluation (remote_payload/evaluate.py) ---
-    eval_terse: GenerationPreset = field(default_factory=lambda: GenerationPreset(max_new_tokens=20))
-    eval_verbose: GenerationPreset = field(default_factory=lambda: GenerationPreset(max_new_tokens=100))
-    eval_gate: float = 3.0                    # verbose/terse mean-token ratio the adapter must reach
-    eval_batch_size: int = 8
-    eval_after_train: bool = True
+    # --- evaluation during training (needs the job's eval_dataset) ---
+    eval_steps: int = 0                       # 0: no evaluation while training
+    eval_max_samples: int = 1000              # eval examples whose loss is computed at each evaluation
+    early_stopping_patience: int = 0          # 0: off; n: stop after n evaluations without a new best
+    metric_for_best_model: str = "loss"       # "loss" or one of the task's metrics (e.g. "f1")
+    load_best_model_at_end: bool = False      # the adapter saved is the best evaluation's, not the last step's
+    # --- the task's evaluation (evaluate.py); None: the task's defaults ---
+    evaluation: VerbosityEval | ClassificationEval | GenerationEval | None = None
 
     def __post_init__(self) -> None:
         owner = f"recipe '{self.name}'" if isinstance(self.name, str) else "recipe"
+        if isinstance(self.task, str) and self.task in TASKS and self.evaluation is None:
+            object.__setattr__(self, "evaluation", SECTIONS[self.task]())
         check_types(self, owner)
         self._check_choices(owner)
         self._check_ranges(owner)
+        self._check_evaluation(owner)
 
     def _check_choices(self, owner: str) -> None:
-        for name, choices in (("device", DEVICES), ("compute_dtype", COMPUTE_DTYPES),
+        for name, choices in (("task", TASKS), ("device", DEVICES), ("compute_dtype", COMPUTE_DTYPES),
                               ("bnb_4bit_quant_type", QUANT_TYPES), ("lr_scheduler_type", SCHEDULERS),
                               ("optim", OPTIMIZERS), ("on_overlength", OVERLENGTH_POLICIES),
-                              ("attn_implementation", ATTENTION_IMPLEMENTATIONS)):
-            if getattr(self, name) not in choices:
-                _fail(owner, name, f"must be one of {', '.join(choices)} (got {getattr(self, name)!r})")
+                              ("attn_implementation", ATTENTION)):
+            check_choice(self, owner, name, choices)
         if self.bf16 and self.compute_dtype != "bfloat16":
-            _fail(owner, "bf16", f"is true but compute_dtype is {self.compute_dtype!r}; set both consistently")
+            fail(owner, "bf16", f"is true but compute_dtype is {self.compute_dtype!r}; set both consistently")
         if self.device == "cpu" and self.compute_dtype == "float16":
-            _fail(owner, "compute_dtype", "float16 is not supported on cpu; use float32 or bfloat16")
-        if self.device == "cpu" and (self.liger_kernel or self.attn_implementation == "flash_attention_2"):
-            lever = "liger_kernel" if self.liger_kernel else "attn_implementation"
-            _fail(owner, lever, "needs device cuda (Liger and flash-attention run on NVIDIA GPUs only)")
+            fail(owner, "compute_dtype", "float16 is not supported on cpu; use float32 or bfloat16")
+        if self.device == "cpu" and self.attn_implementation == "flash_attention_2":
+            fail(owner, "attn_implementation", "flash_attention_2 needs a CUDA GPU; use auto, sdpa or eager")
+        if self.device == "cpu" and self.liger_kernel:
+            fail(owner, "liger_kernel", "needs device cuda (Liger's kernels run on NVIDIA GPUs only)")
         if not self.lora_target_modules:
-            _fail(owner, "lora_target_modules", "must name at least one module (or 'all-linear')")
+            fail(owner, "lora_target_modules", "must name at least one module (or 'all-linear')")
 
     def _check_ranges(self, owner: str) -> None:
-        positive = ("lora_r", "lora_alpha", "learning_rate", "per_device_train_batch_size",
-                    "gradient_accumulation_steps", "max_length", "logging_steps", "save_steps",
-                    "save_total_limit", "eval_batch_size", "max_grad_norm", "eval_gate")
-        for name in positive:
-            if getattr(self, name) <= 0:
-                _fail(owner, name, f"must be > 0 (got {getattr(self, name)})")
-        if not 0 <= self.lora_dropout < 1:
-            _fail(owner, "lora_dropout", f"must be in [0, 1) (got {self.lora_dropout})")
-        if not 0 <= self.warmup_ratio < 1:
-            _fail(owner, "warmup_ratio", f"must be in [0, 1) (got {self.warmup_ratio})")
-        if self.weight_decay < 0:
-            _fail(owner, "weight_decay", f"must be >= 0 (got {self.weight_decay})")
+        check_positive(self, owner, ("lora_r", "lora_alpha", "learning_rate", "per_device_train_batch_size",
+                                     "gradient_accumulation_steps", "max_length", "logging_steps", "save_steps",
+                                     "save_total_limit", "max_grad_norm", "eval_max_samples"))
+        for name in ("lora_dropout", "warmup_ratio"):
+            if not 0 <= getattr(self, name) < 1:
+                fail(owner, name, f"must be in [0, 1) (got {getattr(self, name)})")
+        for name in ("weight_decay", "torch_threads", "dataloader_num_workers", "eval_steps",
+                     "early_stopping_patience"):
+            if getattr(self, name) < 0:
+                fail(owner, name, f"must be >= 0 (got {getattr(self, name)})")
         if self.max_steps == 0 or self.max_steps < -1:
-            _fail(owner, "max_steps", f"must be -1 (train num_train_epochs) or > 0 (got {self.max_steps})")
+            fail(owner, "max_steps", f"must be -1 (train num_train_epochs) or > 0 (got {self.max_steps})")
         if self.max_steps == -1 and self.num_train_epochs <= 0:
-            _fail(owner, "num_train_epochs", f"must be > 0 (got {self.num_train_epochs})")
-        if self.torch_threads < 0:
-            _fail(owner, "torch_threads", f"must be >= 0 (got {self.torch_threads})")
-        if self.dataloader_num_workers < 0:
-            _fail(owner, "dataloader_num_workers", f"must be >= 0 (got {self.dataloader_num_workers})")
+            fail(owner, "num_train_epochs", f"must be > 0 (got {self.num_train_epochs})")
+
+    def _check_evaluation(self, owner: str) -> None:
+        if not isinstance(self.evaluation, SECTIONS[self.task]):
+            fail(owner, "evaluation", f"must be a {SECTIONS[self.task].__name__} section for task {self.task!r} "
+                                      f"(got {type(self.evaluation).__name__})")
+        if self.metric_for_best_model not in self.evaluation.metrics:
+            fail(owner, "metric_for_best_model", f"must be one of {', '.join(self.evaluation.metrics)} for task "
+                                                 f"{self.task!r} (got {self.metric_for_best_model!r})")
+        if not self.eval_steps:
+            for name in ("early_stopping_patience", "load_best_model_at_end"):
+                if getattr(self, name):
+                    fail(owner, name, "needs evaluation during training: set eval_steps > 0")
+        elif self.load_best_model_at_end and self.save_steps % self.eval_steps:
+            fail(owner, "save_steps", f"must be a multiple of eval_steps={self.eval_steps} when "
+                                      f"load_best_model_at_end is true (got {self.save_steps})")
 
     @property
     def lora_targets(self) -> str | list[str]:
@@ -207,63 +144,13 @@ class Recipe:
             return "all-linear"
         return list(self.lora_target_modules)
 
+    @property
+    def greater_is_better(self) -> bool:
+        return self.metric_for_best_model != "loss"
+
+    @property
+    def uses_style_tokens(self) -> bool:
+        return self.task == "verbosity"
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-RECIPE_FIELDS = {f.name: f for f in dataclasses.fields(Recipe)}
-PRESET_FIELDS = {f.name for f in dataclasses.fields(GenerationPreset)}
-
-
-def _unknown(kind: str, key: str, known: typing.Iterable[str]) -> RecipeError:
-    close = difflib.get_close_matches(key, list(known), n=1)
-    hint = f"did you mean '{close[0]}'?" if close else f"known fields: {', '.join(sorted(known))}"
-    return RecipeError(f"unknown {kind} field '{key}'", hint=hint)
-
-
-def _preset_override(recipe: Recipe, key: str, value: Any) -> GenerationPreset:
-    if not isinstance(value, dict):
-        raise RecipeError(f"recipe '{recipe.name}': field '{key}' must be an object of preset fields "
-                          f"({', '.join(sorted(PRESET_FIELDS))}), got {type(value).__name__}")
-    for sub in value:
-        if sub not in PRESET_FIELDS:
-            raise _unknown(f"'{key}'", sub, PRESET_FIELDS)
-    try:
-        return dataclasses.replace(getattr(recipe, key), **value)
-    except RecipeError as exc:
-        raise RecipeError(f"recipe '{recipe.name}', {key}: {exc.message}") from None
-
-
-def apply_overrides(recipe: Recipe, overrides: dict[str, Any] | None) -> Recipe:
-    """A copy of `recipe` with `overrides` applied; unknown fields and wrong types are refused by name."""
-    if not overrides:
-        return recipe
-    if not isinstance(overrides, dict):
-        raise RecipeError(f"recipe overrides must be a JSON object, got {type(overrides).__name__}")
-    changes: dict[str, Any] = {}
-    for key, value in overrides.items():
-        if key not in RECIPE_FIELDS or key == "name":
-            raise _unknown("recipe", key, (k for k in RECIPE_FIELDS if k != "name"))
-        if RECIPE_FIELDS[key].type in ("GenerationPreset", GenerationPreset):
-            value = _preset_override(recipe, key, value)
-        changes[key] = value
-    return dataclasses.replace(recipe, **changes)
-
-
-def recipe_from_dict(data: dict[str, Any]) -> Recipe:
-    """Rebuild a resolved recipe (as stored in run.json / the adapter's payload_meta.json)."""
-    data = dict(data)
-    for key in ("eval_terse", "eval_verbose"):
-        if isinstance(data.get(key), dict):
-            unknown = set(data[key]) - PRESET_FIELDS
-            if unknown:
-                raise _unknown(f"'{key}'", sorted(unknown)[0], PRESET_FIELDS)
-            data[key] = GenerationPreset(**data[key])
-    unknown = set(data) - set(RECIPE_FIELDS)
-    if unknown:
-        raise _unknown("recipe", sorted(unknown)[0], RECIPE_FIELDS)
-    missing = [n for n in ("name", "description") if n not in data]
-    if missing:
-        raise RecipeError(f"stored recipe lacks field '{missing[0]}'")
-    return Recipe(**data)
-

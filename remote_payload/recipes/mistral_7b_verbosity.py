@@ -17,7 +17,8 @@ Departures from the seed, and why:
   its style explicitly, so no example is silently mislabelled.
 """
 
-from .base import GenerationPreset, Recipe
+from .base import Recipe
+from .sections import GenerationPreset, VerbosityEval
 
 RECIPE = Recipe(
     name="mistral-7b-verbosity",
@@ -49,11 +50,14 @@ RECIPE = Recipe(
     save_total_limit=2,
     dataloader_num_workers=2,
     dataloader_pin_memory=False,          # seed 002 turned pinning off on the g5.2xlarge (32 GB host RAM)
+    task="verbosity",
     # Seed 002's "Style-Specific Generation Presets".
-    eval_terse=GenerationPreset(max_new_tokens=32, do_sample=True, temperature=0.1, top_p=0.95),
-    eval_verbose=GenerationPreset(max_new_tokens=256, min_new_tokens=64, do_sample=True, temperature=0.7,
-                                  top_p=0.9),
-    eval_gate=3.0,
-    eval_batch_size=8,
-    eval_after_train=True,
+    evaluation=VerbosityEval(
+        terse=GenerationPreset(max_new_tokens=32, do_sample=True, temperature=0.1, top_p=0.95),
+        verbose=GenerationPreset(max_new_tokens=256, min_new_tokens=64, do_sample=True, temperature=0.7,
+                                 top_p=0.9),
+        gate=3.0,
+        batch_size=8,
+        after_train=True,
+    ),
 )

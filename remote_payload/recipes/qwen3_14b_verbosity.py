@@ -18,7 +18,8 @@ Departures from the seed, and why:
   fp32: about 3 GB more than the seed's 9.7 GB on a 14B model, still inside an A10G's 24 GB.
 """
 
-from .base import GenerationPreset, Recipe
+from .base import Recipe
+from .sections import GenerationPreset, VerbosityEval
 
 RECIPE = Recipe(
     name="qwen3-14b-verbosity",
@@ -56,15 +57,18 @@ RECIPE = Recipe(
     save_total_limit=2,                   # each checkpoint ~0.8 GB (LoRA weights + AdamW moments)
     dataloader_num_workers=2,
     dataloader_pin_memory=True,
+    task="verbosity",
     # Evaluation presets: seed 000's "Style-Specific Generation (Essential)". With the same decoding for both
     # styles (e.g. max_new_tokens=128) the seed saw identical lengths; these bound VERBOSE below at 30 and
     # TERSE above at 20 tokens, so a ratio >= 3 still needs TERSE answers of <= ~10 tokens on their own.
-    eval_terse=GenerationPreset(max_new_tokens=20, do_sample=False),
-    # top_p 0.95 is what seed 000's call inherited from Qwen3's generation_config.json (so is its top_k=20,
-    # which still applies: settings a preset does not name come from the model's generation_config).
-    eval_verbose=GenerationPreset(max_new_tokens=100, min_new_tokens=30, do_sample=True, temperature=0.7,
-                                  top_p=0.95),
-    eval_gate=3.0,                        # seed 001: ">= 3x token separation on a 25-prompt eval set"
-    eval_batch_size=8,
-    eval_after_train=True,
+    evaluation=VerbosityEval(
+        terse=GenerationPreset(max_new_tokens=20, do_sample=False),
+        # top_p 0.95 is what seed 000's call inherited from Qwen3's generation_config.json (so is its top_k=20,
+        # which still applies: settings a preset does not name come from the model's generation_config).
+        verbose=GenerationPreset(max_new_tokens=100, min_new_tokens=30, do_sample=True, temperature=0.7,
+                                 top_p=0.95),
+        gate=3.0,                         # seed 001: ">= 3x token separation on a 25-prompt eval set"
+        batch_size=8,
+        after_train=True,
+    ),
 )

@@ -17,7 +17,8 @@ What changes, and why:
   ratio then comes from the model alone, not from the decoding limits as with the seeds' presets.
 """
 
-from .base import GenerationPreset, Recipe
+from .base import Recipe
+from .sections import GenerationPreset, VerbosityEval
 
 NEUTRAL = GenerationPreset(max_new_tokens=96, do_sample=False)
 
@@ -54,9 +55,12 @@ RECIPE = Recipe(
     # second thread per process oversubscribes the cores. Measured here with other jobs running: 40 steps took
     # 53 s with 2 threads and 6.7 s with 1 (identical results, the run is deterministic either way).
     torch_threads=1,
-    eval_terse=NEUTRAL,
-    eval_verbose=NEUTRAL,
-    eval_gate=3.0,
-    eval_batch_size=25,                   # the whole 25-prompt set in one batch per style
-    eval_after_train=True,
+    task="verbosity",
+    evaluation=VerbosityEval(
+        terse=NEUTRAL,
+        verbose=NEUTRAL,
+        gate=3.0,
+        batch_size=25,                    # the whole 25-prompt set in one batch per style
+        after_train=True,
+    ),
 )
