@@ -14,7 +14,7 @@ Variants (speed levers, each a recipe field, measured here before any becomes a 
   paged8   optim paged_adamw_8bit
   flash    attn_implementation flash_attention_2 (needs the flash-attn package)
   liger    liger_kernel: Liger's kernels, fused linear cross-entropy (needs liger-kernel and CUDA)
-  packing  issue 11's sequence packing: runs once the recipe has a `packing` field (the variant sets it True)
+  packing  issue 11's sequence packing (the recipe's `packing` field): several sequences per max_length row
   best     batch4 + paged8 + liger (+ flash where available)
 A lever that cannot run here is reported "not available here", never imitated.
 
@@ -95,12 +95,8 @@ def resolve_variant(name: str, recipe_name: str, device: str, base: dict):
     """(recipe, None), or (None, why the variant cannot run here). "best" keeps the levers that can run."""
     from remote_payload.errors import RecipeError
     from remote_payload.recipes import load_recipe
-    from remote_payload.recipes.base import RECIPE_FIELDS
 
     overrides = dict(VARIANTS[name])
-    if "packing" in overrides and "packing" not in RECIPE_FIELDS:
-        return None, ("packing is not in this tree yet (issue 11 adds the recipe's `packing` field; this variant "
-                      "sets it)")
     for field, value in list(overrides.items()):
         why = lever_unavailable(field, value, device)
         if why and name == "best":
@@ -189,8 +185,11 @@ def measure(config: dict, recipe, device: str, seq: int, steps: int, warmup: int
     from random_model import build_model
     from remote_payload.modeling import attach_lora
     from remote_payload.styles import StyleTokens
+    from remote_payload.features import Collator, FeatureDataset
+    from remote_payload.packing import PackedCollator, PackedDataset
+    from remote_payload.preprocess import PreparedData
     from remote_payload.tiny_model import build_tokenizer
-    from remote_payload.train import make_trainer, training_arguments
+    from remote_payload.trainer import make_trainer, training_arguments
 
     cuda = device == "cuda"
     sync = torch.cuda.synchronize if cuda else (lambda: None)
@@ -202,9 +201,14 @@ def measure(config: dict, recipe, device: str, seq: int, steps: int, warmup: int
     per_step = recipe.per_device_train_batch_size * recipe.gradient_accumulation_steps
     features = synthetic_features(rows, seq, per_step * (steps + warmup))
     timer = _StepTimer(sync)
+    tokenizer = build_tokenizer()
+    data = PreparedData(tokenizer, None, features, FeatureDataset(features.features), Collator(tokenizer.pad_token_id))
+    if recipe.packing:
+        data.train_dataset = PackedDataset(features.features, recipe.max_length)
+        data.packing, data.collator = data.train_dataset.summary(), PackedCollator(tokenizer.pad_token_id)
     with tempfile.TemporaryDirectory(prefix="orch-gpu-bench-") as run_dir:
-        trainer = make_trainer(model, build_tokenizer(), training_arguments(recipe, Path(run_dir), 1.0), features,
-                               Path(run_dir), recipe)
+        trainer = make_trainer(model, tokenizer, training_arguments(recipe, Path(run_dir), 1.0, evaluates=False),
+                               data, Path(run_dir), recipe, per_step * data.examples_per_item)
         trainer.add_callback(timer.callback)
         if cuda:
             torch.cuda.reset_peak_memory_stats()

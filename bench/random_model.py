@@ -21,12 +21,16 @@ def build_model(config: dict, recipe, device: str, seed: int = 0):
     from transformers.integrations.bitsandbytes import replace_with_bnb_linear
     from transformers.quantizers.auto import AutoHfQuantizer
 
+    from remote_payload.attention import _flash_attention_problem
     from remote_payload.modeling import quantization_config, torch_dtype
 
     dtype = torch_dtype(recipe.compute_dtype)
     cfg = AutoConfig.for_model(**config)
+    attention = recipe.attn_implementation     # "auto" as the payload resolves it (remote_payload/attention.py)
+    if attention == "auto":
+        attention = "sdpa" if _flash_attention_problem(recipe) else "flash_attention_2"
     with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(cfg, dtype=dtype, attn_implementation=recipe.attn_implementation)
+        model = AutoModelForCausalLM.from_config(cfg, dtype=dtype, attn_implementation=attention)
     bnb_config = quantization_config(recipe)
     model = replace_with_bnb_linear(model, modules_to_not_convert=["lm_head"], quantization_config=bnb_config)
     _materialize(model, torch.device(device), seed, std=getattr(cfg, "initializer_range", 0.02), dtype=dtype)

@@ -257,3 +257,37 @@ def test_a_port_that_never_answers_times_out_within_the_connect_timeout(sshd):  
         server.close()
     assert time.monotonic() - started < 3
     assert "127.0.0.1" in err.value.message
+
+
+def test_a_forwarded_port_reaches_a_server_bound_to_the_instances_loopback_through_the_one_connection(sshd):  # noqa: F811
+    import http.server
+
+    from orchestrator.transport.forward import Forward
+
+    class Hello(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = f"hello from {self.path}".encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hello)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    before = sshd.connections()
+    t = connect(instance_for(sshd))
+    try:
+        with Forward(t, server.server_address[1]) as fwd:
+            import urllib.request
+
+            for path in ("/a", "/b", "/c"):
+                with urllib.request.urlopen(f"http://127.0.0.1:{fwd.local_port}{path}", timeout=10) as r:
+                    assert r.read() == f"hello from {path}".encode()
+            assert fwd.connections == 3
+    finally:
+        t.close()
+        server.shutdown()
+    assert sshd.wait_for(lambda: sshd.connections() - before, 1) == 1     # three requests, one SSH connection

@@ -97,6 +97,8 @@ def setup_from_recipe(recipe, **overrides: Any) -> Setup:
     fields["packing"] = bool(getattr(recipe, "packing", False))   # the field issue 11 adds to the Recipe
     attention = getattr(recipe, "attn_implementation", None)
     if attention:
-        fields["attention"] = attention
+        # "auto" becomes flash_attention_2 only where flash-attn is installed on an Ampere+ GPU, which the
+        # controller cannot see: plan sdpa, the one that needs more memory
+        fields["attention"] = "sdpa" if attention == "auto" else attention
     fields.update(overrides)
     return Setup(**fields)

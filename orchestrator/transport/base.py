@@ -63,6 +63,8 @@ class Transport(Protocol):
     def open(self, argv: list[str], *, env: dict[str, str] | None = None,
              cwd: str | None = None) -> Process: ...
 
+    def open_tcp(self, host: str, port: int): ...   # a socket-like connection to host:port as the instance sees it
+
     def close(self) -> None: ...
 
 

@@ -103,5 +103,11 @@ class LocalTransport:
                                  stderr=subprocess.PIPE, env=self._env(env), cwd=cwd, bufsize=0)
         return LocalProcess(popen)
 
+    def open_tcp(self, host: str, port: int):
+        """A TCP connection to `host:port` as this machine sees it (what a forward relays to)."""
+        import socket
+
+        return socket.create_connection((host, port), timeout=10)
+
     def close(self) -> None:
         pass

@@ -376,6 +376,20 @@ class SshTransport:
             raise RemoteError(f"{self.instance_name}: the SSH connection to {_addr(self.instance)} was lost "
                               f"({exc or type(exc).__name__})", hint="run the command again") from None
 
+    def open_tcp(self, host: str, port: int):
+        """A `direct-tcpip` channel to `host:port` as the instance sees it (its 127.0.0.1 included)."""
+        paramiko = _paramiko()
+
+        self.connect()
+        try:
+            return self._transport.open_channel("direct-tcpip", (host, int(port)), ("127.0.0.1", 0),
+                                                timeout=_connect_timeout(self.instance, self.connect_timeout))
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            raise RemoteError(f"{self.instance_name}: cannot reach {host}:{port} on the instance through SSH "
+                              f"({exc or type(exc).__name__})",
+                              hint="is the server up on the instance? (sshd must allow TCP forwarding: "
+                                   "AllowTcpForwarding yes, its default)") from None
+
     def close(self) -> None:
         with self._lock:
             if self._transport is not None:
