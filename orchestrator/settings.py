@@ -162,7 +162,7 @@ def _read_env_file(path: Path) -> tuple[dict[str, str], dict[str, int]]:
             continue
         if binding.key in lines:
             raise InputError(f"{path}:{line}: {binding.key} is defined twice (lines {lines[binding.key]} and {line})",
-                             hint=f"keep one of them: orch never picks one of two values silently")
+                             hint="keep one of them: orch never picks one of two values silently")
         values[binding.key] = binding.value or ""
         lines[binding.key] = line
     return values, lines

@@ -8,7 +8,6 @@ instance's tar, so the crafted bytes reach the real CLI exactly as a hostile box
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import resource

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from orchestrator.inventory import Expect, Instance, Job
-from orchestrator.preflight import CHECKPOINT_HEADROOM, GB, evaluate, probe_params
+from orchestrator.preflight import GB, evaluate, probe_params
 from tests.conftest import ROOT
 from tests.fixtures.sshd import ImdsServer, closed_port
 

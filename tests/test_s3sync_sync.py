@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 
-import pytest
 
 from tests.fixtures.s3server import load_manifest, run_s3sync, tree
 

@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
-import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import uuid
