@@ -115,7 +115,7 @@ def answer_lengths(model, tokenizer, recipe, prompts: list[str]) -> dict[str, li
             for style, preset in presets.items()}
 
 
-def _summary(lengths: dict[str, list[int]]) -> dict[str, Any]:
+def summarize(lengths: dict[str, list[int]]) -> dict[str, Any]:
     means = {s: round(sum(v) / len(v), 3) for s, v in lengths.items()}
     ratio = round(means["VERBOSE"] / means["TERSE"], 3) if means["TERSE"] else None
     return {"tokens": lengths, "mean_tokens": means, "ratio": ratio}
@@ -143,7 +143,7 @@ def lengths_check(source: ExportSource, kind: str, out: Path, dtype: str, device
     problems = [f"{style} answer to {prompts[i]!r}: {a} tokens from the export, {b} from the adapter"
                 for style in before for i, (b, a) in enumerate(zip(before[style], after[style])) if a != b]
     report = {"ok": not problems, "prompts": len(prompts), "dtype": dtype, "device": device,
-              "original_adapter": _summary(before), "export": _summary(after), "problems": problems[:10]}
+              "original_adapter": summarize(before), "export": summarize(after), "problems": problems[:10]}
     training_eval = source.adapter_dir.parent / "eval.json"
     if training_eval.is_file():
         stored = json.loads(training_eval.read_text(encoding="utf-8"))

@@ -60,8 +60,8 @@ def check_lora_possible(source: ExportSource) -> None:
     reason = lora_refusal(source)
     if reason:
         raise ExportRefused(f"--format lora is impossible for {source.adapter_dir}: {reason}",
-                            hint="use --format merged (the trained rows are written into a merged model; "
-                                 "add --quantize w4a16 to shrink it for serving)")
+                            hint="use --format merged: it writes the trained rows into a merged model "
+                                 "(remote_payload.quantize / orch export --quantize w4a16 then shrinks it)")
 
 
 def embedding_lora_tensors(source: ExportSource, tensors: dict[str, Any]) -> dict[str, Any]:
