@@ -141,8 +141,8 @@ def summary(record: dict[str, Any]) -> str:
     lengths = record["checks"]["lengths"]
     means = lengths["export"]["mean_tokens"]
     return (f"exported {record['kind']} to {record['out']} (served as {record['served_name']!r}); "
-            f"TERSE {means['TERSE']} / VERBOSE {means['VERBOSE']} mean tokens over {lengths['prompts']} prompts, "
-            f"equal to the adapter's; checks passed: {', '.join(record['checks'])}")
+            f"TERSE {means['TERSE']} / VERBOSE {means['VERBOSE']} mean tokens over {lengths['prompts']} prompts "
+            f"({lengths['criterion']} as the adapter); checks passed: {', '.join(record['checks'])}")
 
 
 def main(argv: list[str] | None = None) -> int:

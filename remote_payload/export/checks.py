@@ -10,6 +10,9 @@
    prompt, on the evaluation prompts with the recipe's presets (evaluate.py's generation). Both run on the same
    full-precision base load, so the check isolates what the export changed; the 4-bit training evaluation
    (RUN/eval.json) is reported next to it, not compared (merging into full precision is not the 4-bit model).
+   In float32 the lengths must be identical; in bfloat16/float16 a merged weight is rounded once where the
+   adapter rounds W and BA apart, which moves some greedy answers by a few tokens (measured on the tiny model),
+   so there each style's mean must stay within 10% of the adapter's and the ratio must keep the recipe's gate.
 """
 
 from __future__ import annotations
@@ -121,9 +124,26 @@ def summarize(lengths: dict[str, list[int]]) -> dict[str, Any]:
     return {"tokens": lengths, "mean_tokens": means, "ratio": ratio}
 
 
+LOW_PRECISION_TOLERANCE = 0.10
+
+
+def low_precision_problems(original: dict, exported: dict, gate: float) -> list[str]:
+    """bf16/fp16: W + BA rounded once (merged) is not W and BA rounded apart (adapter), so greedy answers can
+    drift by a few tokens; the styles' mean lengths must stay within the tolerance and keep the gate."""
+    problems = []
+    for style, before in original["mean_tokens"].items():
+        after = exported["mean_tokens"][style]
+        if abs(after - before) > max(1.0, LOW_PRECISION_TOLERANCE * before):
+            problems.append(f"{style} mean length {after} differs from the adapter's {before} by more than "
+                            f"{LOW_PRECISION_TOLERANCE:.0%}")
+    if exported["ratio"] is None or exported["ratio"] < gate:
+        problems.append(f"VERBOSE/TERSE ratio {exported['ratio']} is below the gate {gate}")
+    return problems
+
+
 def lengths_check(source: ExportSource, kind: str, out: Path, dtype: str, device: str,
                   prompts: list[str]) -> dict[str, Any]:
-    """Generate with the original adapter, then with the export; per-prompt lengths must be equal."""
+    """Generate with the original adapter, then with the export, and compare the answer lengths."""
     from ..modeling import load_tokenizer
     from ..runtime_env import apply_torch_threads
 
@@ -140,10 +160,19 @@ def lengths_check(source: ExportSource, kind: str, out: Path, dtype: str, device
     after = answer_lengths(exported, tokenizer, recipe, prompts)
     del exported
     gc.collect()
-    problems = [f"{style} answer to {prompts[i]!r}: {a} tokens from the export, {b} from the adapter"
-                for style in before for i, (b, a) in enumerate(zip(before[style], after[style])) if a != b]
-    report = {"ok": not problems, "prompts": len(prompts), "dtype": dtype, "device": device,
-              "original_adapter": summarize(before), "export": summarize(after), "problems": problems[:10]}
+    differing = [f"{style} answer to {prompts[i]!r}: {a} tokens from the export, {b} from the adapter"
+                 for style in before for i, (b, a) in enumerate(zip(before[style], after[style])) if a != b]
+    original, exported = summarize(before), summarize(after)
+    if dtype == "float32":
+        criterion, problems = "identical per-prompt lengths", differing
+    else:
+        criterion = (f"means within {LOW_PRECISION_TOLERANCE:.0%} and ratio >= gate ({dtype}: rounding merged "
+                     "weights moves some greedy answers)")
+        problems = low_precision_problems(original, exported, recipe.eval_gate)
+    report = {"ok": not problems, "criterion": criterion, "prompts": len(prompts), "dtype": dtype,
+              "device": device, "original_adapter": original, "export": exported,
+              "equal_answers": {s: sum(a == b for a, b in zip(before[s], after[s])) for s in before},
+              "problems": (problems + differing)[:10] if problems else []}
     training_eval = source.adapter_dir.parent / "eval.json"
     if training_eval.is_file():
         stored = json.loads(training_eval.read_text(encoding="utf-8"))
