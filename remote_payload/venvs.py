@@ -38,6 +38,7 @@ KINDS = {
 IMPORT_CHECK = {"serve": "import vllm, transformers, fastapi, uvicorn, httpx",
                 "quantize": "import llmcompressor, compressed_tensors, transformers"}
 BROKEN_ON_CPU = ("torchvision", "torchaudio", "torchcodec")
+SIZE_NOTE = {"serve": "minutes: a 130 MB vllm wheel, ~3.5 GB of venv", "quantize": "minutes: ~1.5 GB of venv"}
 
 
 class InstallFailed(Exception):
@@ -95,7 +96,7 @@ def build(target: Path, kind: str, device: str, python: str, torch_index: str | 
         index = ["--index-url", torch_index] if torch_index else []
         _run([*pip, *index, pin], f"installing {pin} first", log)
     _run([*pip, *(["--no-deps"] if locked else []), "-r", str(requirements)],
-         f"installing {requirements.name} (minutes: vLLM is a ~130 MB wheel, the venv ~3.4 GB)", log)
+         f"installing {requirements.name} ({SIZE_NOTE[kind]})", log)
     if device == "cpu":
         present = subprocess.run([str(target / "bin" / "python"), "-m", "pip", "list", "--format=json"],
                                  capture_output=True, text=True).stdout

@@ -60,8 +60,10 @@ def run_class(backend, url: str, prompts: list[str], style: str, tokens: int, re
     def body(i: int) -> dict:
         request = SimpleNamespace(prompt=prompts[i % len(prompts)], style=style, system=None,
                                   max_new_tokens=tokens, temperature=0.0, top_p=None)
-        return {**backend.completion_body(request), "temperature": 0.0, "max_tokens": tokens, "min_tokens": 0,
+        body = {**backend.completion_body(request), "temperature": 0.0, "max_tokens": tokens, "min_tokens": 0,
                 "ignore_eos": True}
+        body.pop("stop_token_ids")     # they would end the answer early despite ignore_eos
+        return body
 
     one_request(url, body(0), timeout)  # warm-up, not counted
     wall = time.monotonic()

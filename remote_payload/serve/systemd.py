@@ -35,7 +35,8 @@ def systemd_running() -> bool:
 def quote(arg: str) -> str:
     """One ExecStart argument in systemd's syntax: specifiers (%) and variables ($) escaped, quoted if needed."""
     escaped = arg.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%").replace("$", "$$")
-    return f'"{escaped}"' if any(c.isspace() for c in arg) or escaped != arg or not arg else escaped
+    needs_quotes = not arg or any(c.isspace() or c in "\"'\\;" for c in arg)
+    return f'"{escaped}"' if needs_quotes else escaped
 
 
 def render_unit(name: str, description: str, command: list[str], env: dict[str, str] | None = None,
