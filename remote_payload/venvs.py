@@ -96,7 +96,7 @@ def build(target: Path, kind: str, device: str, python: str, torch_index: str | 
         index = ["--index-url", torch_index] if torch_index else []
         _run([*pip, *index, pin], f"installing {pin} first", log)
     _run([*pip, *(["--no-deps"] if locked else []), "-r", str(requirements)],
-         f"installing {requirements.name} ({SIZE_NOTE[kind]})", log)
+         f"installing {requirements.name} ({SIZE_NOTE.get(kind, 'minutes')})", log)
     if device == "cpu":
         present = subprocess.run([str(target / "bin" / "python"), "-m", "pip", "list", "--format=json"],
                                  capture_output=True, text=True).stdout

@@ -135,3 +135,16 @@ def test_an_export_that_fails_a_check_is_left_as_partial_and_never_takes_the_fin
     assert not out.exists()
     record = json.loads((tmp_path / "out.partial" / "export.json").read_text())
     assert record["checks"]["vllm_keys"]["ok"] and not record["checks"]["lengths"]["ok"]
+
+
+def test_a_lora_export_checked_on_the_4bit_base_answers_exactly_like_the_training_evaluation(serving_run,
+                                                                                            tmp_path):
+    # --check-load 4bit: how a 14B lora export is checked on a GPU too small for its bf16 base
+    done = run_export(serving_run, tmp_path / "lora-4bit", "lora", "--check-load", "4bit")
+    assert done.returncode == 0, done.stderr[-2000:]
+    lengths = json.loads(done.stdout)["checks"]["lengths"]
+    assert lengths["dtype"] == "4-bit (as trained)" and lengths["criterion"] == "identical per-prompt lengths"
+    trained = {s: [e[s]["tokens"] for e in serving_run.eval_json()["examples"]] for s in ("TERSE", "VERBOSE")}
+    assert lengths["export"]["tokens"] == lengths["original_adapter"]["tokens"] == trained
+    merged = run_export(serving_run, tmp_path / "merged-4bit", "merged", "--check-load", "4bit")
+    assert merged.returncode == 2 and "--check-load 4bit applies to --format lora" in merged.stderr

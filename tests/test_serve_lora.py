@@ -170,6 +170,16 @@ def test_the_bench_reports_p50_p90_and_tokens_per_second_for_short_and_long_outp
     assert report["long"]["p50_s"] > report["short"]["p50_s"]
 
 
+def test_a_second_up_on_a_serving_state_dir_is_refused_without_touching_the_running_servers(lora_server):
+    from tests.conftest_serving import serve_cli
+
+    done = serve_cli("python3", "up", "--export", str(lora_server.export), "--base", str(lora_server.base),
+                     "--python", str(lora_server.serve_python), "--state-dir", str(lora_server.state_dir),
+                     "--device", "cpu", "--manager", "supervisor")
+    assert done.returncode == 2 and "is already serving demo" in done.stderr and "serve stop" in done.stderr
+    assert lora_server.status()["healthy"]
+
+
 def test_a_killed_vllm_is_restarted_by_the_supervisor_and_healthy_again_with_the_restart_counted(lora_server):
     before = lora_server.status()
     assert before["healthy"] and before["processes"]["vllm"]["state"] == "running"

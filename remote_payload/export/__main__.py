@@ -3,7 +3,8 @@
     python -m remote_payload.export --model-dir BASE --adapter RUN/adapter --out DIR --format lora|merged
                                     [--name NAME] [--dtype auto|bfloat16|float16|float32]
                                     [--method auto|peft|shards] [--device auto|cpu|cuda]
-                                    [--check-prompts N] [--prompts FILE] [--force] [--json]
+                                    [--check-load auto|full|4bit] [--check-prompts N] [--prompts FILE]
+                                    [--force] [--json]
 
 `lora` (where possible): the LoRA weights plus the two style rows rewritten as an embedding LoRA, served by
 vLLM on the unchanged base (`--enable-lora --lora-modules NAME=DIR`). `merged`: the adapter merged into a
@@ -50,6 +51,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--method", default="auto", choices=METHODS, help="merge in memory or shard by shard")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                         help="where the merge and the checks run (auto: the GPU when the model fits)")
+    parser.add_argument("--check-load", default="auto", choices=("auto", "full", "4bit"),
+                        help="how the lengths check loads the base: full precision, or (lora) 4-bit as trained; "
+                             "auto: 4-bit for a lora export whose full-precision base does not fit the GPU")
     parser.add_argument("--check-prompts", type=int, default=0, metavar="N",
                         help="evaluation prompts for the lengths check (default 0 = all of them)")
     parser.add_argument("--prompts", help="JSONL of {\"prompt\": ...} (default: the payload's 25 eval prompts)")
@@ -116,14 +120,21 @@ def export(args: argparse.Namespace, steps: Steps) -> dict[str, Any]:
         checks["merged_rows"] = merged.pop("rows_check")
         record["lora"], record["merge"] = None, merged
     dtype = resolve_dtype(source, args.dtype)
-    device = choose_placement(source, dtype, "peft", args.device)["device"]  # the checks load whole models
+    placement = choose_placement(source, dtype, "peft", args.device)   # the checks load whole models
+    device, load = placement["device"], args.check_load
+    if load == "auto":
+        gpu_too_small = placement["free_vram_bytes"] > 0 and device == "cpu"
+        load = "4bit" if args.format == "lora" and gpu_too_small else "full"
+    if load == "4bit" and args.format != "lora":
+        raise ExportRefused("--check-load 4bit applies to --format lora", hint="a merged model is checked as written")
     record["dtype"] = dtype
     copy_tokenizer(source, partial)
     shutil.copy2(source.adapter_dir / "payload_meta.json", partial / "payload_meta.json")
     checks["vllm_keys"] = steps.run("check keys vLLM accepts", vllm_keys_check, args.format, partial,
                                     source.base_vocab)
     checks["lengths"] = steps.run("check answer lengths against the adapter", lengths_check, source, args.format,
-                                  partial, dtype, device, prompts)
+                                  partial, dtype, "cuda" if load == "4bit" and placement["free_vram_bytes"] else
+                                  device, prompts, load)
     record.update(checks=checks, seconds=steps.seconds, created_at=datetime.now(timezone.utc).isoformat())
     write_export(partial, record)
     write_manifest(partial)

@@ -91,14 +91,19 @@ def vllm_keys_check(kind: str, directory: Path, base_vocab: int) -> dict[str, An
 
 # --- lengths -------------------------------------------------------------------------------------------------
 
-def _load(model_dir: Path, dtype: str, device: str, resize_to: int | None, adapter: Path | None):
+def _load(model_dir: Path, dtype: str, device: str, resize_to: int | None, adapter: Path | None, recipe=None):
+    """The base in `dtype` on `device` (or, with `recipe`, in 4-bit exactly as training loaded it) + `adapter`."""
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from ..modeling import torch_dtype
+    from ..modeling import load_base_model, torch_dtype
     from ..styles import resize_for_style_tokens
 
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch_dtype(dtype), device_map={"": device})
+    if recipe is not None:
+        model = load_base_model(model_dir, recipe)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch_dtype(dtype),
+                                                     device_map={"": device})
     if resize_to:
         resize_for_style_tokens(model, resize_to)
     if adapter is not None:
@@ -142,8 +147,11 @@ def low_precision_problems(original: dict, exported: dict, gate: float) -> list[
 
 
 def lengths_check(source: ExportSource, kind: str, out: Path, dtype: str, device: str,
-                  prompts: list[str]) -> dict[str, Any]:
-    """Generate with the original adapter, then with the export, and compare the answer lengths."""
+                  prompts: list[str], load: str = "full") -> dict[str, Any]:
+    """Generate with the original adapter, then with the export, and compare the answer lengths.
+
+    `load="4bit"` (lora exports only) puts both on the base loaded in 4-bit exactly as training did, so a 14B
+    base whose bf16 copy does not fit the GPU is still checked on the GPU, prompt by prompt."""
     from ..modeling import load_tokenizer
     from ..runtime_env import apply_torch_threads
 
@@ -151,26 +159,29 @@ def lengths_check(source: ExportSource, kind: str, out: Path, dtype: str, device
     apply_torch_threads(recipe.torch_threads)
     tokenizer = load_tokenizer(source.adapter_dir)
     resize = None if source.style["uses_spare_rows"] else source.style["required_rows"]
-    original = _load(source.model_dir, dtype, device, resize, source.adapter_dir)
+    four_bit = recipe if load == "4bit" else None
+    if four_bit is not None and kind != "lora":
+        raise ValueError("the 4-bit check load applies to lora exports (a merged model is checked as written)")
+    original = _load(source.model_dir, dtype, device, resize, source.adapter_dir, four_bit)
     before = answer_lengths(original, tokenizer, recipe, prompts)
     del original
     gc.collect()
     exported = (_load(out, dtype, device, None, None) if kind == "merged"
-                else _load(source.model_dir, dtype, device, None, out))
+                else _load(source.model_dir, dtype, device, None, out, four_bit))
     after = answer_lengths(exported, tokenizer, recipe, prompts)
     del exported
     gc.collect()
     differing = [f"{style} answer to {prompts[i]!r}: {a} tokens from the export, {b} from the adapter"
                  for style in before for i, (b, a) in enumerate(zip(before[style], after[style])) if a != b]
     original, exported = summarize(before), summarize(after)
-    if dtype == "float32":
+    if dtype == "float32" or four_bit is not None:
         criterion, problems = "identical per-prompt lengths", differing
     else:
         criterion = (f"means within {LOW_PRECISION_TOLERANCE:.0%} and ratio >= gate ({dtype}: rounding merged "
                      "weights moves some greedy answers)")
         problems = low_precision_problems(original, exported, recipe.eval_gate)
-    report = {"ok": not problems, "criterion": criterion, "prompts": len(prompts), "dtype": dtype,
-              "device": device, "original_adapter": original, "export": exported,
+    report = {"ok": not problems, "criterion": criterion, "prompts": len(prompts),
+              "dtype": "4-bit (as trained)" if four_bit is not None else dtype, "device": device, "original_adapter": original, "export": exported,
               "equal_answers": {s: sum(a == b for a, b in zip(before[s], after[s])) for s in before},
               "problems": (problems + differing)[:10] if problems else []}
     training_eval = source.adapter_dir.parent / "eval.json"

@@ -98,6 +98,13 @@ def process_status(serve: dict, process: str) -> dict:
 def up(args: argparse.Namespace) -> dict:
     command = command_from_args(args)
     state_dir = Path(args.state_dir).resolve()
+    if (state_dir / SERVE_FILE).is_file():
+        previous = json.loads((state_dir / SERVE_FILE).read_text())
+        running = [p for p in PROCESSES if process_status(previous, p).get("state") in ("running", "backoff",
+                                                                                          "active", "activating")]
+        if running:
+            raise ServeRefused(f"{state_dir} is already serving {previous['served_name']} ({', '.join(running)} "
+                               f"running); stop it first: python3 -m remote_payload.serve stop --state-dir {state_dir}")
     state_dir.mkdir(parents=True, exist_ok=True)
     manager = choose_manager(args.manager)
     policy = supervisor.Policy(restart_sec=args.restart_sec, start_limit_burst=args.start_limit_burst,
