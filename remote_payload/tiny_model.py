@@ -37,6 +37,7 @@ THINK_TOKENS = ["<think>", "</think>"]  # added, but not special: decoding keeps
 BPE_VOCAB_SIZE = 1000   # merges + byte alphabet + special tokens; the demo sentences become ~1.3 tokens/word
 SPARE_ROWS = 24         # embedding rows beyond the tokenizer; rounded up to a multiple of 64 below
 INIT_STD = 0.06          # ~1/sqrt(hidden): logits of a usable scale; 0.02 (the 14B default) keeps them ~flat
+HEAD_DIM = 16            # hidden 64 / 4 heads; vLLM's attention needs head_dim >= 32: serving tests pass 32
 
 # Qwen3's chat template (as shipped with the Qwen3 instruct checkpoints), without the tool-calling branches.
 QWEN3_CHAT_TEMPLATE = (
@@ -113,16 +114,17 @@ def build_tokenizer(corpus: Path = DEFAULT_CORPUS):
     return tokenizer
 
 
-def build_config(tokenizer, spare_rows: int = SPARE_ROWS):
+def build_config(tokenizer, spare_rows: int = SPARE_ROWS, head_dim: int = HEAD_DIM):
     """A 2-layer Qwen3 (~0.3M parameters) whose embedding has spare rows beyond the tokenizer
-    (`spare_rows=0`: exactly as many rows as tokens, like Mistral-7B-v0.3, so style tokens need a resize)."""
+    (`spare_rows=0`: exactly as many rows as tokens, like Mistral-7B-v0.3, so style tokens need a resize).
+    Qwen3 sets head_dim apart from hidden_size / heads: `head_dim=32` widens q/k/v/o for vLLM (>= 32)."""
     from transformers import Qwen3Config
 
     used = max(tokenizer.get_vocab().values()) + 1
     rows = -(-(used + spare_rows) // 64) * 64 if spare_rows else used
     return Qwen3Config(
         vocab_size=rows, hidden_size=64, intermediate_size=192, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=1024,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=head_dim, max_position_embeddings=1024,
         tie_word_embeddings=False, rms_norm_eps=1e-6, initializer_range=INIT_STD,
         bos_token_id=None, eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
         pad_token_id=tokenizer.pad_token_id,
@@ -130,7 +132,7 @@ def build_config(tokenizer, spare_rows: int = SPARE_ROWS):
 
 
 def build_tiny_model(out_dir: str | Path, corpus: Path = DEFAULT_CORPUS, seed: int = 0,
-                     spare_rows: int = SPARE_ROWS, head_gain: float = 1.0) -> Path:
+                     spare_rows: int = SPARE_ROWS, head_gain: float = 1.0, head_dim: int = HEAD_DIM) -> Path:
     """Build the tokenizer and a randomly initialised tiny Qwen3, `save_pretrained` both into `out_dir`."""
     import torch
     from transformers import AutoModelForCausalLM, GenerationConfig
@@ -138,7 +140,7 @@ def build_tiny_model(out_dir: str | Path, corpus: Path = DEFAULT_CORPUS, seed: i
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer(corpus)
-    config = build_config(tokenizer, spare_rows)
+    config = build_config(tokenizer, spare_rows, head_dim)
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     used = len(tokenizer)
@@ -160,8 +162,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="weight initialisation seed (default 0)")
     parser.add_argument("--head-gain", type=float, default=1.0,
                         help="scale of the output layer (8 for the classification demo, see above)")
+    parser.add_argument("--head-dim", type=int, default=HEAD_DIM,
+                        help=f"attention head size (default {HEAD_DIM}; vLLM serves only >= 32)")
     args = parser.parse_args(argv)
-    path = build_tiny_model(args.out, seed=args.seed, head_gain=args.head_gain)
+    path = build_tiny_model(args.out, seed=args.seed, head_gain=args.head_gain, head_dim=args.head_dim)
     print(f"tiny Qwen3 written to {path}")
     return 0
 
