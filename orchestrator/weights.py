@@ -1,6 +1,6 @@
 """`orch sync-weights`: the job's `s3://` weights onto the instance, fetched by the instance itself.
 
-The controller never moves weight bytes. It runs `remote_payload/s3sync.py` on the instance (one command
+The controller never moves weight bytes. It runs `python -m remote_payload.s3sync` (the package) on the instance (one command
 through the transport), reads its JSON progress lines and shows a progress bar (bytes, rate, files) on
 stderr, and returns the sync's summary. Downstream code only ever sees the local path
 (`local_weights_path`): `models_dir/<last part of the S3 prefix>`, never `s3://` and never /tmp.

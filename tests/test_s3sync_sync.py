@@ -9,8 +9,13 @@ import json
 import os
 import shutil
 
-
-from tests.fixtures.s3server import load_manifest, run_s3sync, tree
+from tests.fixtures.s3server import (
+    load_manifest,
+    pseudo_random_bytes,
+    run_s3sync,
+    tree,
+    unique_bucket,
+)
 
 PART = "8MiB"     # the 20 MB shard is fetched as three ranged GETs
 N_SMALL = 120
@@ -246,3 +251,48 @@ def test_many_small_files_are_each_downloaded_and_renamed_into_place_exactly_onc
     assert sorted(done) == sorted(files)                       # one "file" event per file, no duplicates
     assert tree(dest) == files
     assert len([e for e in run.events() if e["event"] == "repaired"]) == len([i for i in range(N_SMALL) if i % 7 == 0])
+
+
+def _upload_multipart(client, bucket: str, key: str, data: bytes, part_size: int) -> str:
+    client.create_bucket(Bucket=bucket)
+    upload = client.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+    parts = []
+    for n, start in enumerate(range(0, len(data), part_size), start=1):
+        etag = client.upload_part(Bucket=bucket, Key=key, UploadId=upload, PartNumber=n,
+                                  Body=data[start:start + part_size])["ETag"]
+        parts.append({"PartNumber": n, "ETag": etag})
+    done = client.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload,
+                                            MultipartUpload={"Parts": parts})
+    return done["ETag"]
+
+
+def test_a_file_uploaded_in_parts_of_an_unusual_size_is_adopted_by_asking_s3_for_its_part_size(
+        moto_server, tmp_path):
+    bucket = unique_bucket("multipart")
+    data = pseudo_random_bytes(13 * 1024 * 1024 + 17, seed=7)
+    etag = _upload_multipart(moto_server.client(), bucket, "m/shard.bin", data, part_size=6 * 1024 * 1024 + 3)
+    assert etag.strip('"').endswith("-3")
+    dest = tmp_path / "m"
+    dest.mkdir()
+    (dest / "shard.bin").write_bytes(data)             # already there: copied by hand
+    mark = moto_server.mark()
+    run = run_s3sync(moto_server, f"s3://{bucket}/m/", dest, "--json")
+    assert run.code == 0, run.stderr
+    reads = [r for r in moto_server.requests(since=mark, bucket=bucket) if r.is_object_read]
+    assert [(r.method, "partNumber=1" in r.path) for r in reads] == [("HEAD", True)]
+    assert run.json()["skipped_files"] == 1 and run.json()["downloaded_bytes"] == 0
+
+
+def test_a_local_file_whose_parts_do_not_match_the_multipart_etag_is_downloaded_again(moto_server, tmp_path):
+    bucket = unique_bucket("multipart")
+    data = pseudo_random_bytes(11 * 1024 * 1024, seed=8)
+    _upload_multipart(moto_server.client(), bucket, "m/shard.bin", data, part_size=5 * 1024 * 1024)
+    dest = tmp_path / "m"
+    dest.mkdir()
+    damaged = bytearray(data)
+    damaged[7 * 1024 * 1024] ^= 0xFF                   # same size, one byte differs in the second part
+    (dest / "shard.bin").write_bytes(bytes(damaged))
+    run = run_s3sync(moto_server, f"s3://{bucket}/m/", dest, "--json")
+    assert run.code == 0, run.stderr
+    assert run.json()["downloaded_files"] == 1
+    assert (dest / "shard.bin").read_bytes() == data
