@@ -17,7 +17,7 @@ MIB = 1024 * 1024
 
 def _job_gpu(probe: dict, job) -> dict | None:
     gpus = probe.get("gpus") or []
-    return next((g for g in gpus if g.get("index") == getattr(job, "gpu", 0)), gpus[0] if gpus else None)
+    return next((g for g in gpus if g.get("index") == job.gpu), gpus[0] if gpus else None)
 
 
 def _gpu(entry: dict):

@@ -110,9 +110,9 @@ def _listing_error(exc: Exception, uri: str, s3: S3Settings) -> OrchError:
 
 # ------------------------------------------------------------------------------- the remote command
 
-def s3sync_args(instance, job, s3: S3Settings, *, dest: str | None = None, forward: bool = False,
-                dry_run: bool = False, lock: str | None = None, extra: list[str] | tuple[str, ...] = ()) -> list[str]:
-    args = ["--source", job.weights, "--dest", dest or local_weights_path(instance, job), "--progress-json"]
+def s3sync_args(instance, job, s3: S3Settings, *, forward: bool = False, dry_run: bool = False,
+                lock: str | None = None) -> list[str]:
+    args = ["--source", job.weights, "--dest", local_weights_path(instance, job), "--progress-json"]
     if lock:
         args += ["--lock", lock]
     if s3.endpoint:
@@ -123,7 +123,7 @@ def s3sync_args(instance, job, s3: S3Settings, *, dest: str | None = None, forwa
         args.append("--creds-stdin")
     if dry_run:
         args.append("--dry-run")
-    return args + list(extra)
+    return args
 
 
 # --------------------------------------------------------------------------------------- the sync
@@ -191,8 +191,7 @@ def _mb(n: float) -> str:
 
 
 def sync_weights(transport, instance, job, s3: S3Settings, *, python: str, cwd: str, lock: str | None = None,
-                 progress: bool = True, dry_run: bool = False, dest: str | None = None,
-                 extra_args: list[str] | tuple[str, ...] = (), say: Callable[[str], None] | None = None
+                 progress: bool = True, dry_run: bool = False, say: Callable[[str], None] | None = None
                  ) -> dict[str, Any]:
     """Run `python -m remote_payload.s3sync` in the payload folder `cwd` on the instance and return its summary
     (the `done` event). With `lock` (the instance's deploy lock) the sync waits for other deploys.
@@ -203,9 +202,9 @@ def sync_weights(transport, instance, job, s3: S3Settings, *, python: str, cwd: 
     from .output import say as default_say
 
     say = say or default_say
-    forward = getattr(job, "s3_credentials", "instance") == "forward"
+    forward = job.s3_credentials == "forward"
     creds = s3.credentials() if forward else None
-    args = s3sync_args(instance, job, s3, dest=dest, forward=forward, dry_run=dry_run, lock=lock, extra=extra_args)
+    args = s3sync_args(instance, job, s3, forward=forward, dry_run=dry_run, lock=lock)
     bar = _Progress(enabled=progress and console().is_terminal, say=say if progress else (lambda _m: None))
     proc = transport.open([python, "-m", S3SYNC_MODULE, *args], cwd=cwd)
     done: dict | None = None

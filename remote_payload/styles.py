@@ -58,9 +58,6 @@ class StyleTokens:
     def ids(self) -> list[int]:
         return [self.terse_id, self.verbose_id]
 
-    def id_for(self, style: str) -> int:
-        return self.terse_id if style == "TERSE" else self.verbose_id
-
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "uses_spare_rows": not self.needs_resize}
 

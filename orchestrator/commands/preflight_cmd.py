@@ -40,19 +40,19 @@ def preflight(app: App, job, instance, all_instances):
     if all_instances:
         if job or instance:
             raise InputError("--all checks every instance: drop the job name and --instance")
-        names = getattr(inventory, "instance_names", None) or list(inventory.instances)
+        names = inventory.instance_names
         if not names:
             raise InputError(f"no instances in {inventory.path}")
         targets = []
         for name in names:
             try:
                 target, bound = inventory.instance(name), _bound_job(inventory, name)
-                targets.append((target, bound, None, inventory.s3_settings(bound, target) if bound else None))
+                targets.append((target, bound, inventory.s3_settings(bound, target) if bound else None))
             except InputError as exc:  # e.g. its .env variable is missing: report it, check the others
                 unresolved.append(_unresolved_report(name, exc))
     else:
         found_job, target = inventory.resolve(job, instance, need_job=False)
-        targets = [(target, found_job, None, inventory.s3_settings(found_job, target) if found_job else None)]
+        targets = [(target, found_job, inventory.s3_settings(found_job, target) if found_job else None)]
     reports = run_many(targets) if targets else []
     if unresolved:
         order = {name: i for i, name in enumerate(names)}

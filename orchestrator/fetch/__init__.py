@@ -21,7 +21,6 @@ from .inspect import MANIFEST, check_finished, check_remote_files, inspect, pars
 from .receive import receive
 
 EXTRAS = ("run.json", "metrics.jsonl", "eval.json")   # fetched beside adapter/ when present
-DEFAULT_STALL_S = 120.0
 
 
 @dataclass
@@ -121,7 +120,7 @@ def fetch_adapter(transport, instance, run_dir: str, dest: Path, *, job: str, ru
         members = [f"adapter/{e.path}" for e in want] + [f"adapter/{MANIFEST}"] + extras
         total = sum(e.size for e in want) + sum(info["extras"][n] for n in extras) + \
             info["adapter_files"].get(MANIFEST, 0)
-        stall = getattr(instance, "stall_timeout", None) or DEFAULT_STALL_S
+        stall = instance.stall_timeout
         with Bar(progress, total, f"fetching {where}") as bar:
             receive(transport, remote_run, members, partial, where, stall_timeout=stall, bar=bar,
                     done_before=len(have), n_entries=len(entries), total=total)

@@ -92,10 +92,10 @@ def setup_from_recipe(recipe, **overrides: Any) -> Setup:
                   double_quant=recipe.bnb_4bit_use_double_quant, lora_r=recipe.lora_r,
                   lora_targets=tuple(recipe.lora_target_modules), lora_dropout=recipe.lora_dropout,
                   device=recipe.device)
-    if getattr(recipe, "liger_kernel", False):
+    if recipe.liger_kernel:
         fields["loss"] = "fused_linear"
-    fields["packing"] = bool(getattr(recipe, "packing", False))   # the field issue 11 adds to the Recipe
-    attention = getattr(recipe, "attn_implementation", None)
+    fields["packing"] = recipe.packing
+    attention = recipe.attn_implementation
     if attention:
         # "auto" becomes flash_attention_2 only where flash-attn is installed on an Ampere+ GPU, which the
         # controller cannot see: plan sdpa, the one that needs more memory

@@ -220,7 +220,7 @@ def _gpu_checks(instance, probe: dict, job) -> list[Check]:
     checks.append(Check("GPU memory", True, f"{detail} >= {_num(e.min_vram_gb)} GB"))
 
     # busy: another process holds memory on the GPU the job will use
-    target = getattr(job, "gpu", None) if job is not None else None
+    target = job.gpu if job is not None else None
     candidates = [g for g in big if target is None or g.get("index") == target] or big
     busy_reasons = {}
     for g in candidates:

@@ -146,19 +146,18 @@ class _S3Side:
             present = (((probe or {}).get("sizes") or {}).get("weights") or {}).get("bytes") or 0
             there = f"; {human_bytes(present)} already in {weights_dir(self.instance, job)}" if present else ""
             return Check("weights", True, f"{job.weights}: {human_bytes(self.bytes)} in {self.files} files{there}")
-        if isinstance(self.error, InputError) or getattr(job, "s3_credentials", "instance") == "forward":
+        if isinstance(self.error, InputError) or job.s3_credentials == "forward":
             return Check("weights", False, f"{self.instance.name}: {self.error.message}", self.error.hint)
         # the instance downloads with its own role: the controller not seeing the bucket is no failure
         return Check("weights", True, f"size of {job.weights} unknown from this machine ({self.error.message}); "
                                       "the disk check uses expect.min_free_disk_gb only")
 
 
-def run_preflight(instance, job=None, weights_bytes: int | None = None, *, transport=None,
-                  s3=None) -> PreflightReport:
+def run_preflight(instance, job=None, *, transport=None, s3=None) -> PreflightReport:
     """Check one instance. Never raises for a failure on the instance: it lands in the report.
 
     With `transport` (already connected), it is used and left open; otherwise one connection is made
-    and closed. Round trips: exactly one (the probe). With a job and no `weights_bytes`, the job's
+    and closed. Round trips: exactly one (the probe). With a job and its S3 settings (`s3`), the job's
     weights are listed on S3 from here, in parallel, so the disk check counts what is still to download.
     """
     started = time.monotonic()
@@ -167,7 +166,7 @@ def run_preflight(instance, job=None, weights_bytes: int | None = None, *, trans
         report.checks.append(job_inputs_check(job))
     own = transport is None
     s3_side = None
-    if job is not None and weights_bytes is None and s3 is not None:
+    if job is not None and s3 is not None:
         if instance.transport == "ssh":
             from ..transport.ssh import _paramiko
 
@@ -193,7 +192,7 @@ def run_preflight(instance, job=None, weights_bytes: int | None = None, *, trans
             report.checks += evaluate_probe(instance, probe, job, s3_side.bytes, s3_side.model_config)
             report.checks.append(weights_check)
         else:
-            report.checks += evaluate_probe(instance, probe, job, weights_bytes)
+            report.checks += evaluate_probe(instance, probe, job)
     except OrchError as exc:
         report.error = str(exc)
         report.exit_code = exc.exit_code
@@ -256,7 +255,7 @@ def _host_key_detail(transport) -> str:
 
 
 def run_many(targets: list[tuple], *, max_workers: int = 16) -> list[PreflightReport]:
-    """Preflight several (instance, job, weights_bytes, s3) targets in parallel; one failure never hides another."""
+    """Preflight several (instance, job, s3) targets in parallel; one failure never hides another."""
     if len(targets) == 1:
         return [_safe(*targets[0])]
     from concurrent.futures import ThreadPoolExecutor
@@ -270,9 +269,9 @@ def run_many(targets: list[tuple], *, max_workers: int = 16) -> list[PreflightRe
         return [f.result() for f in futures]
 
 
-def _safe(instance, job=None, weights_bytes=None, s3=None) -> PreflightReport:
+def _safe(instance, job=None, s3=None) -> PreflightReport:
     try:
-        return run_preflight(instance, job, weights_bytes, s3=s3)
+        return run_preflight(instance, job, s3=s3)
     except Exception as exc:  # a bug for one host must not hide the others
         report = PreflightReport(instance.name, _address(instance), error=f"internal error: "
                                  f"{type(exc).__name__}: {exc}", exit_code=1)

@@ -123,7 +123,6 @@ def _grow(weight, rows: int):
 
 
 def merge_by_shards(source: ExportSource, out: Path, dtype: str) -> None:
-    import torch
     from safetensors.torch import load_file, save_file
 
     from ..modeling import torch_dtype
