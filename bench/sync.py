@@ -10,7 +10,11 @@ the folder is deleted right after, so that dirty pages never pile up. Reported: 
 median, and the ratios of the medians. Then the time of a no-op re-sync of 20 objects, end to end, through
 the CLI and through the module alone.
 
-Targets (issue 4): orch >= 1.0x s5cmd, >= 3x aws s3 sync; no-op re-sync of 20 objects < 1 s.
+Also timed: `python -m remote_payload.s3sync` alone (what runs on the instance) and s3transfer's
+TransferManager over the same prefix with the same concurrency and part size (bench/boto3_download.py): the
+library beside the module's hand-written ranged GETs.
+
+Targets (issue 9): the whole `orch sync-weights` >= 1.0x s5cmd; no-op re-sync of 20 objects < 1 s.
 Everything it creates lives in one temporary folder, removed at the end (unless --keep).
 """
 
@@ -37,17 +41,6 @@ BUCKET = "orch-bench"
 PREFIX = "weights/qwen-like/"
 NOOP_PREFIX = "noop/twenty/"
 MB = 1_000_000
-BOTO3_DEFAULTS = """
-import os, sys, boto3
-from botocore.config import Config
-ep, bucket, prefix, dest = sys.argv[1:5]
-s3 = boto3.client("s3", endpoint_url=ep, config=Config(s3={"addressing_style": "path"}))
-for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-    for item in page.get("Contents", ()):
-        path = os.path.join(dest, item["Key"][len(prefix):])
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        s3.download_file(bucket, item["Key"], path)
-"""
 
 
 def make_dataset(server: RcloneServer, shards: int, shard_bytes: int) -> int:
@@ -115,12 +108,15 @@ class Bench:
             "aws s3 sync": [aws, "s3", "sync", f"s3://{BUCKET}/{PREFIX}", str(dest), "--endpoint-url", ep,
                             "--only-show-errors"] if aws else None,
         }
-        # For reference: boto3's own transfer manager with its defaults, one object after the other.
-        cmds["boto3 download_file"] = [sys.executable, "-c", BOTO3_DEFAULTS, ep, BUCKET, PREFIX, str(dest)]
-        if self.module_args is not None:   # tuning: the module alone, with other options
-            cmds["s3sync module"] = [sys.executable, "-m", "remote_payload.s3sync", "--source",
-                                     f"s3://{BUCKET}/{PREFIX}", "--dest", str(dest), "--endpoint", ep,
-                                     "--json", *self.module_args]
+        # The library beside the module's own ranged GETs: s3transfer's TransferManager with the module's
+        # concurrency and part size, and for reference boto3's download_file with its defaults.
+        boto = [sys.executable, str(REPO / "bench" / "boto3_download.py")]
+        cmds["s3transfer manager"] = [*boto, "manager", ep, BUCKET, PREFIX, str(dest)]
+        cmds["boto3 download_file"] = [*boto, "defaults", ep, BUCKET, PREFIX, str(dest)]
+        # The module alone (what runs on the instance), with --module-args when tuning.
+        cmds["s3sync module"] = [sys.executable, "-m", "remote_payload.s3sync", "--source",
+                                 f"s3://{BUCKET}/{PREFIX}", "--dest", str(dest), "--endpoint", ep,
+                                 "--json", *(self.module_args or [])]
         return {k: v for k, v in cmds.items() if v}
 
     def dest_for(self, tool: str = "") -> Path:
@@ -218,7 +214,12 @@ def main() -> int:
         if orch and "s5cmd" in med:
             print(f"  orch / s5cmd         {orch / med['s5cmd']:.2f}x   (target >= 1.0x)")
         if orch and "aws s3 sync" in med:
-            print(f"  orch / aws s3 sync   {orch / med['aws s3 sync']:.2f}x   (target >= 3x)")
+            print(f"  orch / aws s3 sync   {orch / med['aws s3 sync']:.2f}x")
+        if "s3sync module" in med and "s3transfer manager" in med:
+            print(f"  module / s3transfer  {med['s3sync module'] / med['s3transfer manager']:.2f}x   "
+                  "(the hand-written ranged GETs stay only while > 1)")
+        if "s3sync module" in med and "s5cmd" in med:
+            print(f"  module / s5cmd       {med['s3sync module'] / med['s5cmd']:.2f}x")
         print("\nno-op re-sync of 20 objects (everything already there), end to end:")
         for name, seconds in noop_times(bench).items():
             print(f"  {name:<38} {seconds:.3f} s" + ("   (target < 1 s)" if name.startswith("orch") else ""))

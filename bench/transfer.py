@@ -1,12 +1,17 @@
 #!/usr/bin/env python3
-"""Transfer bench: `orch fetch-adapter` throughput next to OpenSSH `scp -r`, and a no-change `orch deploy`.
+"""Transfer bench: `orch fetch-adapter` throughput next to OpenSSH `scp -r` and `rsync`, the fetch's own tar
+reader next to `tarfile`'s stream mode, and a no-change `orch deploy`.
 
 It starts its own OpenSSH sshd on 127.0.0.1 (tests/fixtures/sshd.py), writes a ~500 MB adapter-like run
 folder on the "instance" side (a few big random files, a tokenizer, small JSON, a manifest), then, in the
-same run and alternating, fetches it N times with `fetch_adapter` (connect + 2 round trips + sha256 of every
-file + rename; the whole command minus CLI start-up) and with `scp -r` of the same files from the same sshd.
-It prints the median MB/s of each and the ratio (target >= 1.0). Then it deploys the demo job twice over
-the same sshd and prints the second (no-change) deploy's payload bytes sent (target 0) and time.
+same run and rotating the order, fetches it N times with
+  * `fetch_adapter` (connect + 2 round trips + sha256 of every file + rename; the command minus CLI start-up),
+  * `scp -r` of the same files from the same sshd, and `rsync -a` over the same ssh options (when installed),
+and prints the median MB/s of each and the ratios (target >= 1.0). Then the stream alone: one connection,
+the same remote `tar -cf -` as the fetch, unpacked by `orchestrator.fetch.receive.unpack` (the custom reader)
+or by `tarfile.open(mode="r|").extractall(filter="data")` (the library), N rounds each, medians and ratio:
+the hand-written reader stays only while it is faster. Last it deploys the demo job twice over the same sshd
+and prints the second (no-change) deploy's payload bytes sent (target 0) and time.
 
     .venv/bin/python bench/transfer.py [--size-mb 500] [--reps 5] [--json]
 
@@ -16,6 +21,8 @@ Everything it creates lives in temporary folders removed at the end (also on Ctr
 from __future__ import annotations
 
 import argparse
+import importlib
+import io
 import json
 import os
 import shutil
@@ -29,10 +36,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from orchestrator.fetch import fetch_adapter  # noqa: E402
-from orchestrator.inventory import Instance, Job  # noqa: E402
-from orchestrator.transport import connect  # noqa: E402
-from tests.fixtures.sshd import SshServer, SshdUnavailable  # noqa: E402
+from orchestrator.fetch import fetch_adapter
+from orchestrator.inventory import Instance, Job
+from orchestrator.transport import connect
+from tests.fixtures.sshd import SshdUnavailable, SshServer
 
 SCP_TIMEOUT = 600
 
@@ -102,6 +109,22 @@ def time_scp(server: SshServer, run_dir: Path, dest: Path) -> float:
     return time.perf_counter() - started
 
 
+def time_rsync(server: SshServer, run_dir: Path, dest: Path) -> float:
+    dest.mkdir(parents=True)
+    ssh = " ".join(server.ssh_argv()[:-1])    # ssh plus its options, without the user@host
+    remote = f"{server.user}@{server.host}"
+    sources = [f"{remote}:{run_dir}/{name}" for name in ("adapter", "run.json", "metrics.jsonl")]
+    started = time.perf_counter()
+    subprocess.run(["rsync", "-a", "-e", ssh, *sources, str(dest) + "/"], check=True, timeout=SCP_TIMEOUT,
+                   stdin=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+COPIERS = {"orch": lambda server, instance, run_dir, dest: time_orch(instance, run_dir, dest),
+           "scp": lambda server, instance, run_dir, dest: time_scp(server, run_dir, dest),
+           "rsync": lambda server, instance, run_dir, dest: time_rsync(server, run_dir, dest)}
+
+
 def flush() -> None:
     """Write back what the last copy left dirty, so that each timed copy starts from the same state."""
     os.sync()
@@ -113,20 +136,109 @@ def bench_fetch(server: SshServer, scratch: Path, size_mb: int, reps: int, say) 
     run_dir = Path(instance.work_dir) / "runs" / "bench-20250101-000000"
     say(f"writing a {size_mb} MB adapter folder on the instance side ...")
     total = make_adapter(run_dir, size_mb)
-    orch_s, scp_s = [], []
+    tools = ["orch", "scp"] + (["rsync"] if shutil.which("rsync") else [])
+    if "rsync" not in tools:
+        say("  rsync is not installed here: left out (apt-get install rsync)")
+    seconds: dict[str, list[float]] = {t: [] for t in tools}
     for rep in range(reps):
-        for tool in (("orch", "scp") if rep % 2 == 0 else ("scp", "orch")):
+        for tool in tools[rep % len(tools):] + tools[:rep % len(tools)]:     # each tool goes first in turn
             dest = scratch / f"{tool}-{rep}"
             flush()
-            seconds = time_orch(instance, run_dir, dest) if tool == "orch" else time_scp(server, run_dir, dest)
-            (orch_s if tool == "orch" else scp_s).append(seconds)
-            say(f"  rep {rep + 1}/{reps} {tool:4s} {seconds:6.2f} s  {total / seconds / 1e6:6.0f} MB/s")
+            took = COPIERS[tool](server, instance, run_dir, dest)
+            seconds[tool].append(took)
+            say(f"  rep {rep + 1}/{reps} {tool:5s} {took:6.2f} s  {total / took / 1e6:6.0f} MB/s")
             shutil.rmtree(dest)
+    out = {"bytes": total, "reps": reps}
+    out["readers"] = bench_readers(instance, run_dir, scratch, reps, total, say)
     shutil.rmtree(run_dir)
-    orch_med, scp_med = statistics.median(orch_s), statistics.median(scp_s)
-    return {"bytes": total, "reps": reps, "orch_seconds": [round(s, 3) for s in orch_s],
-            "scp_seconds": [round(s, 3) for s in scp_s], "orch_mb_per_s": round(total / orch_med / 1e6, 1),
-            "scp_mb_per_s": round(total / scp_med / 1e6, 1), "ratio": round(scp_med / orch_med, 2)}
+    med = {t: statistics.median(v) for t, v in seconds.items()}
+    for tool in tools:
+        out[f"{tool}_seconds"] = [round(x, 3) for x in seconds[tool]]
+        out[f"{tool}_mb_per_s"] = round(total / med[tool] / 1e6, 1)
+    out["ratio"] = round(med["scp"] / med["orch"], 2)
+    if "rsync" in med:
+        out["ratio_vs_rsync"] = round(med["rsync"] / med["orch"], 2)
+    return out
+
+
+def _members(run_dir: Path) -> list[str]:
+    adapter = sorted(f"adapter/{p.name}" for p in (run_dir / "adapter").iterdir())
+    return adapter + ["run.json", "metrics.jsonl"]
+
+
+class _StreamFile(io.RawIOBase):
+    """The remote tar's stdout as a file object, for tarfile's stream mode."""
+
+    def __init__(self, proc):
+        self.proc, self.rest = proc, b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf) -> int:
+        if not self.rest:
+            self.rest = self.proc.read(len(buf))
+        n = min(len(buf), len(self.rest))
+        buf[:n], self.rest = self.rest[:n], self.rest[n:]
+        return n
+
+
+def read_custom(transport, run_dir: Path, members: list[str], dest: Path) -> None:
+    receive = importlib.import_module("orchestrator.fetch.receive")   # the module (fetch exports its function)
+
+    proc = transport.open(["tar", "-C", str(run_dir), "-b", receive.TAR_BLOCKING, "-cf", "-", "--", *members])
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(0.001)           # as receive() does
+    try:
+        receive.unpack(receive._Source(proc), set(members), dest, set(), _NoBar())
+    finally:
+        sys.setswitchinterval(switch)
+    assert proc.wait(60) == 0
+
+
+def read_tarfile(transport, run_dir: Path, members: list[str], dest: Path) -> None:
+    import tarfile
+
+    receive = importlib.import_module("orchestrator.fetch.receive")   # the module (fetch exports its function)
+
+    proc = transport.open(["tar", "-C", str(run_dir), "-b", receive.TAR_BLOCKING, "-cf", "-", "--", *members])
+    stream = io.BufferedReader(_StreamFile(proc), buffer_size=receive.READ_SIZE)
+    with tarfile.open(fileobj=stream, mode="r|", bufsize=receive.READ_SIZE) as tar:
+        tar.extractall(dest, filter="data")
+    while proc.read(receive.READ_SIZE):
+        pass
+    assert proc.wait(60) == 0
+
+
+class _NoBar:
+    def advance(self, n: int) -> None:
+        pass
+
+
+def bench_readers(instance: Instance, run_dir: Path, scratch: Path, reps: int, total: int, say) -> dict:
+    """The stream alone, over one connection: the fetch's reader against tarfile's stream mode."""
+    members = _members(run_dir)
+    readers = {"custom": read_custom, "tarfile": read_tarfile}
+    seconds: dict[str, list[float]] = {name: [] for name in readers}
+    with connect(instance) as transport:
+        for rep in range(reps):
+            for name in (("custom", "tarfile") if rep % 2 == 0 else ("tarfile", "custom")):
+                dest = scratch / f"reader-{name}-{rep}"
+                dest.mkdir()
+                flush()
+                started = time.perf_counter()
+                readers[name](transport, run_dir, members, dest)
+                took = time.perf_counter() - started
+                seconds[name].append(took)
+                assert (dest / "adapter" / "tokenizer.json").stat().st_size == 11_400_000
+                say(f"  rep {rep + 1}/{reps} reader {name:7s} {took:6.2f} s  {total / took / 1e6:6.0f} MB/s")
+                shutil.rmtree(dest)
+    med = {name: statistics.median(v) for name, v in seconds.items()}
+    return {"custom_seconds": [round(x, 3) for x in seconds["custom"]],
+            "tarfile_seconds": [round(x, 3) for x in seconds["tarfile"]],
+            "custom_mb_per_s": round(total / med["custom"] / 1e6, 1),
+            "tarfile_mb_per_s": round(total / med["tarfile"] / 1e6, 1),
+            "ratio": round(med["tarfile"] / med["custom"], 2)}
 
 
 def bench_deploy(server: SshServer, say) -> dict:
@@ -187,9 +299,14 @@ def main(argv: list[str] | None = None) -> int:
                 f"{os.getloadavg()[0]:.1f} (other work on the machine skews both tools' figures)")
             report["fetch"] = bench_fetch(server, scratch, args.size_mb, args.reps, say)
             f = report["fetch"]
+            rsync = (f", rsync {f['rsync_mb_per_s']:.0f} MB/s (ratio {f['ratio_vs_rsync']:.2f}x)"
+                     if "rsync_mb_per_s" in f else "")
             say(f"fetch-adapter {f['bytes'] / 1e6:.0f} MB, median of {f['reps']}: "
-                f"orch {f['orch_mb_per_s']:.0f} MB/s, scp {f['scp_mb_per_s']:.0f} MB/s, "
-                f"ratio {f['ratio']:.2f}x (target >= 1.0)")
+                f"orch {f['orch_mb_per_s']:.0f} MB/s, scp {f['scp_mb_per_s']:.0f} MB/s "
+                f"(ratio {f['ratio']:.2f}x, target >= 1.0){rsync}")
+            r = f["readers"]
+            say(f"tar stream reader, median of {f['reps']}: custom {r['custom_mb_per_s']:.0f} MB/s, "
+                f"tarfile r| {r['tarfile_mb_per_s']:.0f} MB/s (custom is {r['ratio']:.2f}x tarfile)")
             try:
                 report["deploy"] = bench_deploy(server, say)
                 d = report["deploy"]
