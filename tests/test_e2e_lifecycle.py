@@ -11,12 +11,14 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import ROOT, OrchRun, orch
+from tests.fixtures.payload_venv import pinned_venv  # noqa: F401  (session fixture)
 from tests.fixtures.sshd import write_inventory
 
 pytestmark = pytest.mark.timeout(900)
@@ -25,26 +27,13 @@ DATASET = ROOT / "training_data" / "verbosity_demo.jsonl"
 
 
 @pytest.fixture(scope="module")
-def payload_env(sshd):
-    """A Python env the instance's login user can run: the system python3 plus this project's packages.
-
-    (This project's .venv links into /root, which the test user cannot enter; a real instance gets a
-    venv from `orch deploy` or an existing env via `python_env:`.)"""
-    import sysconfig
-
-    env_dir = sshd.dir / "payload-env"
-    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
-    system_python = f"/usr/bin/{version}"
-    if not Path(system_python).exists():
-        pytest.fail(f"{system_python} is needed to give the test user this project's {version} packages")
-    if not (env_dir / "bin" / "python").exists():
-        subprocess.run([system_python, "-m", "venv", "--without-pip", str(env_dir)], check=True)
-        (env_dir / "lib" / version / "site-packages" / "orch-test-project.pth").write_text(
-            sysconfig.get_paths()["purelib"] + "\n")
-    check = subprocess.run(["runuser", "-u", sshd.user, "--", str(env_dir / "bin" / "python"), "-c",
+def payload_env(sshd, pinned_venv):  # noqa: F811
+    """The instance's venv, built from remote_payload/requirements.txt the way deploy builds it, so the end to
+    end runs train with exactly the pins an instance gets; the instance's login user must be able to run it."""
+    check = subprocess.run(["runuser", "-u", sshd.user, "--", str(pinned_venv / "bin" / "python"), "-c",
                             "import torch, transformers, peft, bitsandbytes, boto3"], capture_output=True, text=True)
     assert check.returncode == 0, f"the test user cannot import the payload's packages: {check.stderr[-800:]}"
-    return env_dir
+    return pinned_venv
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +153,7 @@ def test_killing_the_controller_while_following_leaves_the_run_going_and_logs_sh
     follower = lifecycle.popen("train", "tiny-ckpt", "--follow")
     run_id = follower.stdout.readline().strip()
     assert run_id.startswith("tiny-ckpt-"), follower.stderr.read()
-    time.sleep(3)
+    assert next_line(follower)      # it is following: the run's log is reaching the controller
     follower.kill()  # the controller dies: the run must not
     follower.wait()
     final = lifecycle.wait_state(run_id, ("finished", "failed", "lost"))
@@ -174,6 +163,16 @@ def test_killing_the_controller_while_following_leaves_the_run_going_and_logs_sh
     on_disk = (lifecycle.run_dir(run_id) / "log").read_text()
     assert logs.stdout == on_disk  # every line, once, in order
     assert "[orch] run finished with exit code 0" in logs.stdout
+
+
+def next_line(proc: subprocess.Popen, timeout: float = 120) -> str:
+    """The next line `proc` prints on stdout, waited for (never longer than `timeout`)."""
+    got: list[str] = []
+    reader = threading.Thread(target=lambda: got.append(proc.stdout.readline()), daemon=True)
+    reader.start()
+    reader.join(timeout)
+    assert got and got[0], f"no output within {timeout:g} s"
+    return got[0]
 
 
 def _kill_run(run_dir: Path) -> None:
@@ -228,7 +227,7 @@ def test_a_second_training_on_a_busy_gpu_is_refused_and_stop_releases_the_lock(l
     assert "Traceback" not in second.stderr
 
     follower = lifecycle.popen("logs", "--run", run_id, "--instance", "gpubox", "--follow")
-    time.sleep(3)
+    assert next_line(follower)      # following: the log's first line arrived
     follower.send_signal(signal.SIGINT)  # Ctrl-C stops following, never the run
     _, err = follower.communicate(timeout=30)
     assert follower.returncode == 130 and f"run {run_id} goes on" in err
