@@ -95,6 +95,8 @@ def setup_from_recipe(recipe, **overrides: Any) -> Setup:
     if getattr(recipe, "liger_kernel", False):
         fields["loss"] = "fused_linear"
     fields["packing"] = bool(getattr(recipe, "packing", False))   # the field issue 11 adds to the Recipe
+    if not getattr(recipe, "uses_style_tokens", True):
+        fields["trainable_token_rows"] = 0      # only verbosity recipes train the TERSE/VERBOSE rows
     attention = getattr(recipe, "attn_implementation", None)
     if attention:
         # "auto" becomes flash_attention_2 only where flash-attn is installed on an Ampere+ GPU, which the
