@@ -49,6 +49,9 @@ def start_board(transport, argv: list[str], cwd: str | None, where: str):
         proc.kill()
         raise RemoteError(f"{where}: TensorBoard did not start within {STARTUP_S:.0f} s: "
                           f"{proc.stderr_text().strip()[-600:] or '(no output)'}") from None
+    except BaseException:            # Ctrl-C while it starts: it must not outlive this command
+        proc.kill()
+        raise
     if not first:
         code = proc.wait(30)
         err = proc.stderr_text().strip()
