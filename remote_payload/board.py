@@ -5,7 +5,8 @@
 
 Serves the `tensorboard/` folder of every matching run (all runs of the job, or the named ones) of every runs
 folder given (on the instance WORK/runs; on the controller, `orch tensorboard --local`, the job folders of a fetch
-destination), each under its run id (TensorBoard shows it as "<run id>/.") so runs can be compared, as seed 003 does with `--logdir output`.
+destination), each under its run id (TensorBoard shows it as "<run id>/.") so runs can be compared, as seed 003
+does with `--logdir output`.
 It binds to 127.0.0.1 by default and to a free port unless one is given; once it is serving it prints one JSON
 line on stdout -- {"url", "host", "port", "pid", "runs": [{"run_id", "logdir"}]} -- and serves until its stdin
 closes (the SSH session ended) or it gets SIGTERM/SIGINT. A fresh process per session, on a fresh port, reloading every 5 s:

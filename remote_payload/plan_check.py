@@ -23,7 +23,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-QUANTITIES = ("gpu_allocated_bytes", "gpu_reserved_bytes", "seconds_per_step", "trainable_params", "steps")
 NOT_STARTED_BY_ORCH = "no plan was given (--plan): the run was not started by `orch train`"
 
 

@@ -28,8 +28,8 @@ def payload_report(tmp_path, tiny_model_dir, *args: str) -> dict:
     return json.loads(buf.getvalue())
 
 
-def test_seqlen_deploys_the_demo_job_and_prints_the_instances_report_with_a_walk_through(local_project, tmp_path,
-                                                                                      tiny_model_dir):
+def test_seqlen_deploys_the_demo_job_and_prints_the_instances_report_with_a_walk_through(
+        local_project, tmp_path, tiny_model_dir):  # noqa: F811
     r = local_project.orch("seqlen", "demo", "--show-examples", "1", "--json")
     assert r.code == 0, r.stderr[-3000:]
     doc = r.json()
@@ -48,7 +48,7 @@ def test_seqlen_deploys_the_demo_job_and_prints_the_instances_report_with_a_walk
     assert (local_project.models / "tiny-qwen3" / "tokenizer.json").is_file()   # the weights were synced for it
 
 
-def test_seqlen_prints_seed_003s_report_and_what_a_shorter_cutoff_would_leave_out(local_project):
+def test_seqlen_prints_seed_003s_report_and_what_a_shorter_cutoff_would_leave_out(local_project):  # noqa: F811
     r = local_project.orch("seqlen", "demo", "--cutoff", "64", "--show-examples", "2", "--max-samples", "40")
     assert r.code == 0, r.stderr[-3000:]
     out = r.stdout
@@ -63,7 +63,7 @@ def test_seqlen_prints_seed_003s_report_and_what_a_shorter_cutoff_would_leave_ou
     assert over > 0 and f"{over} example(s) are longer than 64 tokens" in r.stderr
 
 
-def test_seqlen_refuses_a_bad_job_before_touching_the_instance(local_project):
+def test_seqlen_refuses_a_bad_job_before_touching_the_instance(local_project):  # noqa: F811
     local_project.write_inventory({"broken": {"instance": "local", "recipe": "no-such-recipe",
                                               "dataset": str(DEMO_DATASET), "weights": "s3://bucket/models/x/"}})
     r = local_project.orch("seqlen", "broken")

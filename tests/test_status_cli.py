@@ -16,7 +16,7 @@ pytestmark = pytest.mark.timeout(900)
 WIDE = {"COLUMNS": "250"}
 
 
-def test_status_shows_the_best_step_and_metric_of_a_classification_run_that_stopped_early(trained_classification):
+def test_status_shows_the_best_step_and_metric_of_a_classification_run_that_stopped_early(trained_classification):  # noqa: F811
     t = trained_classification
     best = t.run_json()["best"]
     assert t.run_json()["training"]["early_stopped"] is True and best["restored"] is True
@@ -30,8 +30,8 @@ def test_status_shows_the_best_step_and_metric_of_a_classification_run_that_stop
     assert f"f1 {best['value']:.4f} at step {best['step']} (early stop)" in human.stderr
 
 
-def test_the_run_records_the_plan_orch_train_made_from_the_models_config_json(trained_classification,
-                                                                             classifier_weights_uri):  # noqa: F811
+def test_the_run_records_the_plan_orch_train_made_from_the_models_config_json(
+        trained_classification, classifier_weights_uri):  # noqa: F811
     t = trained_classification
     plan = t.run_json()["plan"]
     assert plan["model_config"]["source"] == f"{classifier_weights_uri}config.json"     # read with the job's S3
@@ -49,7 +49,7 @@ def test_the_run_records_the_plan_orch_train_made_from_the_models_config_json(tr
     assert "peak_allocated_bytes" not in plan["planned"] and "trains on CPU" in plan["absent"]["gpu_memory"]
 
 
-def test_status_of_one_run_shows_planned_against_measured_and_why_gpu_memory_is_absent(trained_classification):
+def test_status_of_one_run_shows_planned_against_measured_and_why_gpu_memory_is_absent(trained_classification):  # noqa: F811
     t = trained_classification
     r = t.project.orch("status", "--run", t.run_id, "--json")
     assert r.code == 0, r.stderr

@@ -139,7 +139,7 @@ def test_a_run_without_tensorboard_logs_is_refused_with_exit_2(ssh_box):
     assert "no TensorBoard logs for run(s) movielens-20000101-000000-0000" in r.stderr
 
 
-def test_fetch_brings_tensorboard_back_and_local_serves_the_fetched_runs(trained_classification, tmp_path):
+def test_fetch_brings_tensorboard_back_and_local_serves_the_fetched_runs(trained_classification, tmp_path):  # noqa: F811
     t = trained_classification
     dest = tmp_path / "adapters"
     r = t.project.orch("fetch-adapter", "movielens", "--dest", str(dest), "--json")

@@ -58,7 +58,8 @@ def _best(run: dict) -> str:
         return "early stop" if run.get("early_stopped") else ""
     value = best.get("value")
     shown = f"{value:.4f}" if isinstance(value, (int, float)) else str(value)
-    return f"{best.get('metric')} {shown} at step {best['step']}" + (" (early stop)" if run.get("early_stopped") else "")
+    stopped = " (early stop)" if run.get("early_stopped") else ""
+    return f"{best.get('metric')} {shown} at step {best['step']}{stopped}"
 
 
 @cli.command()

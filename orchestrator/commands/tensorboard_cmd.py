@@ -129,7 +129,8 @@ def local_runs_dirs(folder: Path, job: str | None) -> list[str]:
     """The runs folders of a fetch destination (DEST/<job>/<run id>/): DIR/JOB, or every job's folder; DIR itself
     when it holds runs directly."""
     if not folder.is_dir():
-        raise InputError(f"--local {folder}: not a folder", hint="name a fetch destination (`orch fetch-adapter --dest`)")
+        raise InputError(f"--local {folder}: not a folder",
+                         hint="name a fetch destination (`orch fetch-adapter --dest`)")
     if any((child / "tensorboard").is_dir() for child in folder.iterdir()):
         return [str(folder)]
     if job:
