@@ -2,4 +2,5 @@
 and the payload's tiny model and trained run."""
 
 pytest_plugins = ["tests.fixtures.sshd", "tests.fixtures.s3server", "tests.conftest_payload", "tests.fixtures.validators",
-                  "tests.conftest_serving"]
+                  "tests.conftest_serving", "tests.fixtures.payload_venv",
+                  "tests.fixtures.classification_project"]

@@ -145,6 +145,12 @@ def build_job_inputs(job: Job) -> Archive:
                  **{name: (path.read_bytes(), 0o644) for name, path in files.items()}})
 
 
+def build_plan(plan: dict) -> Archive:
+    """A run's plan (orchestrator/run_plan.py) as its own content-addressed folder: `plan.json`. Kept apart from
+    the job's inputs, so that a new plan never ships the job's datasets again."""
+    return _tar({"plan.json": (json.dumps(plan, indent=1, sort_keys=True).encode(), 0o644)})
+
+
 def _add(tar: tarfile.TarFile, name: str, content: bytes, mode: int = 0o644) -> None:
     info = tarfile.TarInfo(name)
     info.size, info.mode, info.mtime = len(content), mode, 0

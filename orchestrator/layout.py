@@ -3,6 +3,7 @@ and the interpreter a run uses, are computed.
 
     payload/<payload id>/remote_payload/   the payload code (content-addressed; tools run from here)
     jobs/<inputs id>/job.json, data/...     a job's inputs (content-addressed)
+    plans/<plan id>/plan.json               the plan `orch train` made for a run (content-addressed)
     venvs/<requirements sha>/              the training venv, unless the instance names a `python_env`
     runs/<run id>/                         one training run
     locks/deploy.lock                      held while a deploy changes the instance
@@ -24,6 +25,9 @@ class Layout:
 
     def job(self, inputs_id: str) -> str:
         return posixpath.join(self.work_dir, "jobs", inputs_id)
+
+    def plan(self, plan_id: str) -> str:
+        return posixpath.join(self.work_dir, "plans", plan_id)
 
     def venv(self, requirements_hash: str) -> str:
         return posixpath.join(self.work_dir, "venvs", requirements_hash)

@@ -64,7 +64,7 @@ def memory_check(instance, probe: dict, job, config) -> tuple[bool, str, str | N
     try:
         if isinstance(config, OrchError) or config is None:
             raise config or OrchError("the model's config.json was not read")
-        tokens = estimate_from_dataset(job.dataset, shape_from_config(config.doc, config.source).model_type)
+        tokens = estimate_from_dataset(job.dataset, shape_from_config(config.doc, config.source).model_type, recipe)
         plan = make_plan(config.doc, recipe, gpu=_gpu(entry), tokens=tokens)
     except OrchError as exc:
         return True, (f"not planned ({exc.message}); `orch plan {job.name} --model-config FILE` plans it "

@@ -90,11 +90,12 @@ def from_instance(job, instance, transport=None) -> ModelConfig:
     return ModelConfig(parse_config(result.stdout, f"{instance.name}:{path}"), f"{instance.name}:{path}")
 
 
-def load_model_config(job, instance, s3, path: str | Path | None = None) -> ModelConfig:
+def load_model_config(job, instance, s3, path: str | Path | None = None, transport=None) -> ModelConfig:
+    """`transport`: an open connection to the instance, used (and left open) for its copy."""
     if path is not None:
         return from_file(path)
     tried = []
-    for source in (lambda: from_s3(job, s3), lambda: from_instance(job, instance)):
+    for source in (lambda: from_s3(job, s3), lambda: from_instance(job, instance, transport)):
         try:
             found = source()
         except OrchError as exc:

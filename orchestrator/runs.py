@@ -60,7 +60,8 @@ class Started:
 
 
 def start_training(transport: Transport, instance: Instance, job: Job, deployed: DeployResult, *,
-                   resume: bool = False, extra_epochs: int | None = None) -> Started:
+                   resume: bool = False, extra_epochs: int | None = None, plan_file: str | None = None) -> Started:
+    """`plan_file`: the run's plan on the instance (run_plan.ship), recorded by the run beside what it measures."""
     remote = Remote(transport, instance)
     if resume:
         previous = find_run(transport, instance, job=job.name, run_id=None)
@@ -82,6 +83,7 @@ def start_training(transport: Transport, instance: Instance, job: Job, deployed:
                "--run-dir", run_dir]
     payload += ["--resume"] if resume else []
     payload += ["--extra-epochs", str(extra_epochs)] if extra_epochs else []
+    payload += ["--plan", plan_file] if plan_file else []
     meta = {"run_id": run_id, "job": job.name, "payload": deployed.bundle_dir, "job_dir": deployed.job_dir,
             "python": deployed.python, "model_dir": deployed.model_dir, "gpu": job.gpu,
             "cwd": deployed.bundle_dir, "resumes": resumes,

@@ -1,9 +1,12 @@
 """TensorBoard over a job's runs, for `orch tensorboard` (through an SSH port forward) or a local folder.
 
-    python -m remote_payload.board --runs-dir WORK/runs [--job NAME] [--run ID ...] [--host 127.0.0.1] [--port 0]
+    python -m remote_payload.board --runs-dir WORK/runs [--runs-dir DIR ...] [--job NAME] [--run ID ...]
+                                   [--host 127.0.0.1] [--port 0]
 
-Serves the `tensorboard/` folder of every matching run (all runs of the job, or the named ones), each under its
-run id (TensorBoard shows it as "<run id>/.") so runs can be compared, as seed 003 does with `--logdir output`.
+Serves the `tensorboard/` folder of every matching run (all runs of the job, or the named ones) of every runs
+folder given (on the instance WORK/runs; on the controller, `orch tensorboard --local`, the job folders of a fetch
+destination), each under its run id (TensorBoard shows it as "<run id>/.") so runs can be compared, as seed 003
+does with `--logdir output`.
 It binds to 127.0.0.1 by default and to a free port unless one is given; once it is serving it prints one JSON
 line on stdout -- {"url", "host", "port", "pid", "runs": [{"run_id", "logdir"}]} -- and serves until its stdin
 closes (the SSH session ended) or it gets SIGTERM/SIGINT. A fresh process per session, on a fresh port, reloading every 5 s:
@@ -25,22 +28,25 @@ from pathlib import Path
 from .errors import InputError
 
 
-def find_runs(runs_dir: Path, job: str | None, run_ids: list[str]) -> list[dict]:
-    """[{"run_id", "logdir"}] of the runs with TensorBoard event files, oldest name first."""
-    if not runs_dir.is_dir():
-        raise InputError(f"{runs_dir} is not a directory of runs")
+def find_runs(runs_dir: Path | list[Path], job: str | None, run_ids: list[str]) -> list[dict]:
+    """[{"run_id", "logdir"}] of the runs with TensorBoard event files, oldest name first within each runs folder
+    (hidden folders, such as a fetch's `.<run>.partial`, are not runs)."""
+    dirs = [runs_dir] if isinstance(runs_dir, Path) else list(runs_dir)
     found = []
-    for run in sorted(p for p in runs_dir.resolve().iterdir() if p.is_dir()):
-        if run_ids and run.name not in run_ids:
-            continue
-        if job and not run.name.startswith(f"{job}-") and _job_of(run) != job:
-            continue
-        logdir = run / "tensorboard"
-        if any(logdir.glob("events.out.tfevents.*")):
-            found.append({"run_id": run.name, "logdir": str(logdir)})
+    for top in dirs:
+        if not top.is_dir():
+            raise InputError(f"{top} is not a directory of runs")
+        for run in sorted(p for p in top.resolve().iterdir() if p.is_dir() and not p.name.startswith(".")):
+            if run_ids and run.name not in run_ids:
+                continue
+            if job and not run.name.startswith(f"{job}-") and _job_of(run) != job:
+                continue
+            logdir = run / "tensorboard"
+            if any(logdir.glob("events.out.tfevents.*")):
+                found.append({"run_id": run.name, "logdir": str(logdir)})
     if not found:
         what = f"run(s) {', '.join(run_ids)}" if run_ids else (f"job {job}" if job else "any run")
-        raise InputError(f"no TensorBoard logs for {what} under {runs_dir}",
+        raise InputError(f"no TensorBoard logs for {what} under {', '.join(str(d) for d in dirs)}",
                          hint="a run writes RUN/tensorboard/ from its first logging step on")
     return found
 
@@ -86,14 +92,15 @@ def wait_for_end() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m remote_payload.board", description=__doc__.split("\n")[0])
-    parser.add_argument("--runs-dir", required=True, help="folder of run directories (WORK/runs)")
+    parser.add_argument("--runs-dir", required=True, action="append", type=Path,
+                        help="folder of run directories (WORK/runs); repeatable")
     parser.add_argument("--job", default=None, help="only this job's runs")
     parser.add_argument("--run", action="append", default=[], metavar="ID", help="only this run (repeatable)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=0, help="port (default: a free one)")
     args = parser.parse_args(argv)
     try:
-        runs = find_runs(Path(args.runs_dir), args.job, args.run)
+        runs = find_runs(args.runs_dir, args.job, args.run)
     except InputError as exc:
         print(f"board: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -5,7 +5,8 @@ JSON document. Stdlib only (Python >= 3.6), run from the deployed payload folder
 
 {"run_dir", "exists", "state": runstate's verdict (state, reason, exit_code, stopped, alive, payload_status),
  "run", "run_error" (run.json), "manifest", "manifest_error" (adapter/manifest.json),
- "adapter_dir", "adapter_files" {relative path: size}, "adapter_odd" [links, devices], "extras" {name: size}}
+ "adapter_dir", "adapter_files" {relative path: size}, "adapter_odd" [links, devices], "extras" {name: size}
+ -- run.json, metrics.jsonl, eval.json and every regular file under tensorboard/ as "tensorboard/<path>"}
 """
 
 import json
@@ -19,6 +20,7 @@ if not __package__:  # run as a script from the payload folder: make the package
 from remote_payload import runstate  # noqa: E402
 
 EXTRAS = ("run.json", "metrics.jsonl", "eval.json")
+EXTRA_DIRS = ("tensorboard",)      # their regular files are listed as extras "tensorboard/<path>"
 
 
 def adapter_files(top):
@@ -55,6 +57,11 @@ def inspect(run_dir):
         path = os.path.join(run, name)
         if os.path.isfile(path) and not os.path.islink(path):
             out["extras"][name] = os.path.getsize(path)
+    for folder in EXTRA_DIRS:
+        top = os.path.join(run, folder)
+        if os.path.isdir(top) and not os.path.islink(top):
+            for rel, size in adapter_files(top)[0].items():   # regular files only; links are left out
+                out["extras"][folder + "/" + rel] = size
     return out
 
 

@@ -2,7 +2,8 @@
 
 Sections: job, recipe (every resolved value), seed, versions, hardware, env, dataset (sha256, counts,
 over-length drops), style_tokens, chat_template_sha256, parameters (trainable/total), training (steps, loss,
-resumed_from), peak_memory, timings, adapter, eval, status (`runstate.Status`: "running" | "succeeded" |
+resumed_from, early_stopped), best (the winning evaluation), plan (the controller's, `train --plan`) and
+plan_check (planned vs measured: plan_check.py), peak_memory, timings, adapter, eval, status (`runstate.Status`: "running" | "succeeded" |
 "failed") with error, and attempts (one entry per invocation, numbered: a resumed run keeps its history; an
 attempt whose process died while "running" is closed as "lost" when the next one starts).
 Writes are atomic (temp file + rename), so a reader never sees half a document.

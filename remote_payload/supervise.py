@@ -189,12 +189,27 @@ def _signal_group(pid, sig):
 # --- status ------------------------------------------------------------------------------------
 
 def describe(run):
-    """A run's state plus what `orch status` shows: last metrics, adapter, checkpoints."""
+    """A run's state plus what `orch status` shows: last metrics, adapter, checkpoints, and from run.json the
+    best evaluation, whether early stopping ended it, and the plan against what was measured."""
     run_dir = run["run_dir"]
     run.update(last_metrics=_last_line_json(os.path.join(run_dir, "metrics.jsonl")),
                has_adapter=os.path.exists(os.path.join(run_dir, "adapter", "manifest.json")),
                checkpoints=sorted(_checkpoints(run_dir)))
+    run.update(_run_results(run_dir))
     return run
+
+
+def _run_results(run_dir):
+    """{"best": {step, metric, value, checkpoint, restored} | None, "early_stopped": bool | None,
+    "plan_check": run.json's plan_check | None}; all None for a run.json that is missing or damaged (its
+    state says why elsewhere)."""
+    doc, _ = runstate.read_json(os.path.join(run_dir, runstate.RUN_JSON))
+    doc = doc or {}
+    best = doc.get("best") if isinstance(doc.get("best"), dict) else None
+    training = doc.get("training") if isinstance(doc.get("training"), dict) else {}
+    check = doc.get("plan_check") if isinstance(doc.get("plan_check"), dict) else None
+    return {"best": {k: best.get(k) for k in ("step", "metric", "value", "checkpoint", "restored")} if best else None,
+            "early_stopped": training.get("early_stopped"), "plan_check": check}
 
 
 def _checkpoints(run_dir):

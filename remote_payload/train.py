@@ -1,7 +1,7 @@
 """QLoRA training for every task (verbosity style tokens, classification, generation).
 
     python -m remote_payload.train --job BUNDLE/job.json --model-dir DIR --run-dir RUN [--resume] [--extra-epochs N]
-                                   [--cache-dir DIR] [--clear-cache]
+                                   [--cache-dir DIR] [--clear-cache] [--plan PLAN.json]
 
 Writes into RUN/: run.json (at start and end; with "best" when the run evaluates), metrics.jsonl (one line per
 logging step and per evaluation), tensorboard/, checkpoints/checkpoint-N/ (every save_steps and at every new
@@ -10,7 +10,9 @@ evaluation), adapter/ (with manifest.json; the best evaluation's with load_best_
 recipe says so, eval.json. `--resume` continues from the latest complete checkpoint with its step, optimizer,
 scheduler, RNG state, best-so-far and early-stopping count; `--extra-epochs N` continues a run for N more
 epochs than it last aimed for. Tokenized data is cached in --cache-dir (default WORK/cache/features beside
-WORK/runs/, else RUN/cache), keyed by everything it depends on; --clear-cache empties it first.
+WORK/runs/, else RUN/cache), keyed by everything it depends on; --clear-cache empties it first. `--plan FILE`:
+the controller's plan of this run (peak GPU memory, seconds per step), kept in run.json "plan"; at the end the
+measured peak and seconds per step go beside it in "plan_check" (remote_payload/plan_check.py).
 Exit status: 0 trained, 1 the run failed, 2 bad input (job, recipe, dataset, run directory).
 """
 
@@ -43,6 +45,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="train N epochs beyond the run's previous target (implies --resume)")
     parser.add_argument("--cache-dir", default=None, help="tokenized-data cache (default: WORK/cache/features)")
     parser.add_argument("--clear-cache", action="store_true", help="empty the tokenized-data cache first")
+    parser.add_argument("--plan", default=None, help="plan.json from `orch train` (recorded beside the measured)")
     return parser.parse_args(argv)
 
 
@@ -225,6 +228,18 @@ def run_training(args: argparse.Namespace, record: RunRecord) -> None:
                 record.update(eval={"error": f"{type(exc).__name__}: {exc}"})
 
 
+def finish(record: RunRecord, status: str, error: BaseException | None = None) -> None:
+    """Close run.json (status, peak memory), then put what was measured beside the plan (a failed run too: an
+    out-of-memory run is the one whose plan most needs checking)."""
+    from .plan_check import check
+
+    record.finish(status, error)
+    try:
+        record.update(plan_check=check(record.data, record.path.parent / "metrics.jsonl"))
+    except Exception as exc:  # noqa: BLE001 - the comparison must never cost the run its record
+        record.update(plan_check={"error": f"{type(exc).__name__}: {exc}"})
+
+
 def _terminate(signum, _frame):
     raise SystemExit(f"terminated by signal {signal.Signals(signum).name}")
 
@@ -243,18 +258,21 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     record.start({"job_file": args.job}, sys.argv if argv is None else ["remote_payload.train", *argv],
                  args.resume, args.extra_epochs)
+    from .plan_check import read_plan
+
+    record.update(plan=read_plan(args.plan))
     signal.signal(signal.SIGTERM, _terminate)
     try:
         run_training(args, record)
     except PayloadError as exc:
-        record.finish(Status.FAILED.value, exc)
+        finish(record, Status.FAILED.value, exc)
         print(f"train: {exc}", file=sys.stderr)
         return exc.exit_code
     except (Exception, SystemExit, KeyboardInterrupt) as exc:  # noqa: BLE001 - every failure is recorded
-        record.finish(Status.FAILED.value, exc)
+        finish(record, Status.FAILED.value, exc)
         traceback.print_exc()
         return 1
-    record.finish(Status.SUCCEEDED.value)
+    finish(record, Status.SUCCEEDED.value)
     print(f"run succeeded: adapter in {run_dir / 'adapter'}", flush=True)
     return 0
 

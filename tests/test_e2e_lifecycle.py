@@ -18,22 +18,11 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, OrchRun, orch
-from tests.fixtures.payload_venv import pinned_venv  # noqa: F401  (session fixture)
 from tests.fixtures.sshd import write_inventory
 
 pytestmark = pytest.mark.timeout(900)
 
 DATASET = ROOT / "training_data" / "verbosity_demo.jsonl"
-
-
-@pytest.fixture(scope="module")
-def payload_env(sshd, pinned_venv):  # noqa: F811
-    """The instance's venv, built from remote_payload/requirements.txt the way deploy builds it, so the end to
-    end runs train with exactly the pins an instance gets; the instance's login user must be able to run it."""
-    check = subprocess.run(["runuser", "-u", sshd.user, "--", str(pinned_venv / "bin" / "python"), "-c",
-                            "import torch, transformers, peft, bitsandbytes, boto3"], capture_output=True, text=True)
-    assert check.returncode == 0, f"the test user cannot import the payload's packages: {check.stderr[-800:]}"
-    return pinned_venv
 
 
 @pytest.fixture(scope="module")
@@ -84,10 +73,10 @@ class Lifecycle:
 
 
 @pytest.fixture(scope="module")
-def lifecycle(tmp_path_factory, sshd, payload_env, moto_server, weights_uri):
+def lifecycle(tmp_path_factory, sshd, instance_venv, moto_server, weights_uri):
     sshd.set_gpu_case("a10g-idle")
     root = tmp_path_factory.mktemp("project")
-    instance = sshd.instance("gpubox", python_env=str(payload_env))
+    instance = sshd.instance("gpubox", python_env=str(instance_venv))
     base = {"instance": "gpubox", "recipe": "tiny-verbosity", "dataset": str(DATASET), "weights": weights_uri,
             "s3_endpoint": moto_server.endpoint, "s3_region": "us-east-1", "s3_credentials": "forward"}
     jobs = {

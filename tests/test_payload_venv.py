@@ -7,7 +7,6 @@ import json
 import subprocess
 
 from tests.conftest import ROOT
-from tests.fixtures.payload_venv import pinned_venv  # noqa: F401  (session fixture)
 
 
 def pins() -> dict[str, str]:
@@ -16,7 +15,7 @@ def pins() -> dict[str, str]:
 
 
 def test_the_instances_venv_builds_from_the_pinned_requirements_and_holds_exactly_those_versions(
-        pinned_venv):  # noqa: F811
+        pinned_venv):
     python = pinned_venv / "bin" / "python"
     found = subprocess.run([str(python), "-m", "remote_payload.envcheck", *pins()], cwd=ROOT, capture_output=True,
                            text=True, timeout=120)
@@ -25,7 +24,7 @@ def test_the_instances_venv_builds_from_the_pinned_requirements_and_holds_exactl
     assert {name: versions[name].split("+")[0] for name in pins()} == pins()
 
 
-def test_the_payload_imports_and_its_commands_start_in_that_venv(pinned_venv):  # noqa: F811
+def test_the_payload_imports_and_its_commands_start_in_that_venv(pinned_venv):
     python = str(pinned_venv / "bin" / "python")
     for module in ("train", "evaluate", "s3sync", "seqlen"):
         run = subprocess.run([python, "-m", f"remote_payload.{module}", "--help"], cwd=ROOT, capture_output=True,

@@ -35,7 +35,7 @@ def build_plan(job, instance, s3, *, gpu_name=None, gpus=None, model_config=None
     gpu, count = target_gpu(instance, gpu_name, gpus)
     config = load_model_config(job, instance, s3, model_config)
     model_type = shape_from_config(config.doc, config.source).model_type
-    tokens = from_seqlen_report(seqlen) if seqlen else estimate_from_dataset(job.dataset, model_type)
+    tokens = from_seqlen_report(seqlen) if seqlen else estimate_from_dataset(job.dataset, model_type, recipe)
     return make_plan(config.doc, recipe, gpu=gpu, gpus=count, tokens=tokens), config
 
 

@@ -17,7 +17,9 @@ from .session import connected, run_on_instance
 @click.option("--run", "run_id", help="One run (default: every run on the instance).")
 @common
 def status(app: App, job, instance, run_id):
-    """Runs on an instance: running / finished / failed / stopped / lost."""
+    """Runs on an instance: running / finished / failed / stopped / lost; the best evaluation of runs that have one.
+
+    With --run ID, also the run's plan against what it measured (peak GPU memory, seconds per step)."""
     from ..runs import list_runs
 
     found_job, target = app.inventory.resolve(job, instance, need_job=False, run_id=run_id)
@@ -37,12 +39,27 @@ def status(app: App, job, instance, run_id):
         loss = m.get("loss", m.get("train_loss"))  # the final record carries the run's mean train_loss
         loss = f"{loss:.4f}" if isinstance(loss, (int, float)) else ""
         rows.append((r["run_id"], r["state"], "" if r["exit_code"] is None else r["exit_code"], m.get("step", ""),
-                     loss, "" if r["heartbeat_age_s"] is None else f"{r['heartbeat_age_s']:.0f} s ago",
+                     loss, _best(r), "" if r["heartbeat_age_s"] is None else f"{r['heartbeat_age_s']:.0f} s ago",
                      "yes" if r["has_adapter"] else ""))
-    table(f"runs on {target.name}", ["run", "state", "exit", "step", "loss", "heartbeat", "adapter"], rows)
+    table(f"runs on {target.name}", ["run", "state", "exit", "step", "loss", "best", "heartbeat", "adapter"], rows)
     for r in runs:
         if r["state"] == "unknown":
             say(f"  {r['run_id']}: state unknown: {r.get('reason')}", style="yellow")
+    if run_id:
+        from ..run_plan import show_check
+
+        show_check(runs[0].get("plan_check"), run_id)
+
+
+def _best(run: dict) -> str:
+    """'f1 0.9130 at step 150 (early stop)': the evaluation the adapter is (or would be) restored from."""
+    best = run.get("best") or {}
+    if best.get("step") is None:
+        return "early stop" if run.get("early_stopped") else ""
+    value = best.get("value")
+    shown = f"{value:.4f}" if isinstance(value, (int, float)) else str(value)
+    stopped = " (early stop)" if run.get("early_stopped") else ""
+    return f"{best.get('metric')} {shown} at step {best['step']}{stopped}"
 
 
 @cli.command()

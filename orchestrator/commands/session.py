@@ -22,16 +22,30 @@ def connected(instance):
 
 def preflight_gate(transport, job, instance, s3, force: bool) -> str | None:
     """Preflight over the open connection: refuse on failure unless --force; return the NVIDIA driver version."""
+    return driver_version(preflight_report(transport, job, instance, s3, force))
+
+
+def preflight_report(transport, job, instance, s3, force: bool, not_needed: tuple[str, ...] = ()):
+    """Preflight over the open connection, refusing on a failed check unless --force; the report. Checks named
+    in `not_needed` (e.g. "GPU idle" for a command that never uses the GPU) are shown, never refused on."""
     from ..preflight import run_preflight
 
     report = run_preflight(instance, job, transport=transport, s3=s3)
-    if not report.ok:
-        failed = [c for c in report.checks if not c.ok]
-        reasons = "; ".join(f"{c.name}: {c.detail}" for c in failed) or (report.error or "unreachable")
+    failed = [c for c in report.checks if not c.ok]
+    blocking = [c for c in failed if c.name not in not_needed]
+    if report.error or blocking:
+        reasons = "; ".join(f"{c.name}: {c.detail}" for c in blocking) or (report.error or "unreachable")
         if not force:
             raise CheckFailed(f"preflight failed on {instance.name}: {reasons}",
                               hint=f"fix it (see `orch preflight {job.name}`), or pass --force to go on anyway")
         say(f"preflight failed on {instance.name} ({reasons}); going on because of --force", style="yellow")
+    for check in failed:
+        if check.name in not_needed:
+            say(f"note: {check.name}: {check.detail} (not needed here)", style="yellow")
+    return report
+
+
+def driver_version(report) -> str | None:
     gpus = (report.probe or {}).get("gpus") or []
     return gpus[0].get("driver_version") if gpus else None
 

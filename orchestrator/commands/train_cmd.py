@@ -1,4 +1,5 @@
-"""`orch train`: preflight, deploy, then start the run detached from this session (it survives disconnects)."""
+"""`orch train`: preflight, deploy, plan, then start the run detached from this session (it survives disconnects).
+The plan (orchestrator/run_plan.py) is shipped to the instance; the run records it beside what it measures."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import click
 from ..cli import App, cli, common
 from ..output import emit_json, say
 from .following import follow_run
-from .session import connected, preflight_gate
+from .session import connected, driver_version, preflight_report
 
 
 @cli.command()
@@ -24,16 +25,19 @@ def train(app: App, job, instance, follow, resume, extra_epochs, force):
     """Start training detached from this session: it survives disconnects and this process exiting."""
     from ..bundle import check_job_inputs
     from ..deploy import deploy as run_deploy
+    from ..run_plan import plan_document, ship
     from ..runs import start_training
 
     found_job, target = app.inventory.resolve(job, instance)
     check_job_inputs(found_job)  # bad input exits 2 here, before the instance is touched
     s3 = app.inventory.s3_settings(found_job, target)
     with connected(target) as transport:
-        driver = preflight_gate(transport, found_job, target, s3, force)
-        deployed = run_deploy(transport, target, found_job, s3=s3, driver_version=driver, progress=not app.json,
-                              say=say)
-        started = start_training(transport, target, found_job, deployed, resume=resume, extra_epochs=extra_epochs)
+        report = preflight_report(transport, found_job, target, s3, force)
+        deployed = run_deploy(transport, target, found_job, s3=s3, driver_version=driver_version(report),
+                              progress=not app.json, say=say)
+        plan = plan_document(found_job, target, s3, probe=report.probe, transport=transport)
+        started = start_training(transport, target, found_job, deployed, resume=resume, extra_epochs=extra_epochs,
+                                 plan_file=ship(transport, target, plan, say=say))
         say(f"run {started.run_id} {'resumed' if resume else 'started'} on {target.name} (pid {started.pid})",
             style="green")
         if not app.json:

@@ -17,10 +17,11 @@ from ..errors import CheckFailed, OrchError
 from .archive import UploadResult, upload_adapter
 from .destination import (Bar, Lock, check_component, fsync_dir, list_files, load_json, matches, reusable,
                           same_manifest, set_aside, total_size, verified)
-from .inspect import MANIFEST, check_finished, check_remote_files, inspect, parse_manifest
+from .inspect import MANIFEST, check_finished, check_remote_files, inspect, parse_manifest, safe_relpath
 from .receive import receive
 
 EXTRAS = ("run.json", "metrics.jsonl", "eval.json")   # fetched beside adapter/ when present
+EXTRA_DIRS = ("tensorboard",)                         # and these folders' files (`orch tensorboard --local`)
 
 
 @dataclass
@@ -72,7 +73,7 @@ class FetchResult:
 
 def fetch_adapter(transport, instance, run_dir: str, dest: Path, *, job: str, run_id: str,
                   progress: bool = True, payload_dir: str | None = None) -> FetchResult:
-    """Fetch run `run_id`'s adapter (and run.json, metrics.jsonl, eval.json) into `dest/job/run_id/`.
+    """Fetch run `run_id`'s adapter (and run.json, metrics.jsonl, eval.json, tensorboard/) into `dest/job/run_id/`.
 
     Raises CheckFailed (run unfinished or failed, adapter incomplete or corrupted), RemoteError (the
     instance or the transfer failed; re-running resumes), InputError (bad names), OrchError (local disk).
@@ -93,7 +94,7 @@ def fetch_adapter(transport, instance, run_dir: str, dest: Path, *, job: str, ru
     check_finished(info, where, run_id, remote_run, final)
     manifest, entries = parse_manifest(info, where, remote_run)
     check_remote_files(info, entries, where, remote_run)
-    extras = [n for n in EXTRAS if n in (info.get("extras") or {})]
+    extras = wanted_extras(info.get("extras") or {})
 
     try:
         job_dir.mkdir(parents=True, exist_ok=True)
@@ -104,13 +105,13 @@ def fetch_adapter(transport, instance, run_dir: str, dest: Path, *, job: str, ru
     with Lock(job_dir / f".{run_id}.lock", where, dest):
         moved = None
         if final.exists():
-            if verified(final, manifest, entries):
+            if verified(final, manifest, entries) and extras_present(final, info.get("extras") or {}, extras):
                 files = list_files(final)
                 return FetchResult(name, job, run_id, remote_run, final, "present", files, [], [], 0,
                                    total_size(final, files), time.monotonic() - started,
                                    transport.commands_run - trips_before)
             if not partial.exists() and same_manifest(final, manifest):
-                final.rename(partial)            # a damaged copy of this adapter: keep its good files
+                final.rename(partial)            # damaged, or an extra missing: keep its good files
             else:
                 moved = set_aside(final)
 
@@ -149,6 +150,17 @@ def fetch_adapter(transport, instance, run_dir: str, dest: Path, *, job: str, ru
                        transferred, sorted(f"adapter/{p}" for p in have),
                        sum((final / m).stat().st_size for m in transferred), total_size(final, files),
                        time.monotonic() - started, transport.commands_run - trips_before, moved)
+
+
+def wanted_extras(listed: dict) -> list[str]:
+    """The extras to bring: run.json, metrics.jsonl, eval.json and the files of tensorboard/ the instance listed."""
+    return [n for n in listed if n in EXTRAS or (n.split("/", 1)[0] in EXTRA_DIRS and "/" in n and safe_relpath(n))]
+
+
+def extras_present(final: Path, listed: dict, extras: list[str]) -> bool:
+    """Whether an already fetched copy holds every extra at the instance's size (a copy fetched before tensorboard/
+    travelled, or before `orch eval` rewrote eval.json, gets the rest; its adapter files are kept)."""
+    return all((final / n).is_file() and (final / n).stat().st_size == listed[n] for n in extras)
 
 
 def _verify_received(partial: Path, want, where: str, remote_run: str, final: Path) -> None:

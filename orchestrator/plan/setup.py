@@ -95,6 +95,8 @@ def setup_from_recipe(recipe, **overrides: Any) -> Setup:
     if recipe.liger_kernel:
         fields["loss"] = "fused_linear"
     fields["packing"] = recipe.packing
+    if not recipe.uses_style_tokens:
+        fields["trainable_token_rows"] = 0      # only verbosity recipes train the TERSE/VERBOSE rows
     attention = recipe.attn_implementation
     if attention:
         # "auto" becomes flash_attention_2 only where flash-attn is installed on an Ampere+ GPU, which the

@@ -87,13 +87,14 @@ def _from_lengths(lengths: list[int], source: str, assumption: str) -> TokenStat
     return TokenStats(n, points, source, assumption, total=sum(ordered))
 
 
-def estimate_from_dataset(path: str | Path, model_type: str) -> TokenStats:
-    """Token lengths estimated from the characters of each example (style token and template included)."""
-    from remote_payload.dataset import load_dataset
+def estimate_from_dataset(path: str | Path, model_type: str, recipe=None) -> TokenStats:
+    """Token lengths estimated from the characters of each example (style token and template included).
+    `recipe`: the resolved Recipe, whose task says how the dataset is read (without one: verbosity data)."""
+    from remote_payload.dataset import DataSpec, load_dataset
     from remote_payload.errors import PayloadError
 
     try:
-        dataset = load_dataset(path)
+        dataset = load_dataset(path, DataSpec.from_recipe(recipe)) if recipe is not None else load_dataset(path)
     except PayloadError as exc:
         raise InputError(f"{path}: {exc.message}", hint=exc.hint) from None
     base, system = TEMPLATE_TOKENS.get(model_type, (16, 5))
