@@ -138,11 +138,11 @@ def separation_check(out: Path, tokenizer, recipe, prompts: list[str], merged: d
     summary = summarize(answer_lengths(model, tokenizer, recipe, prompts))
     reference = merged.get("checks", {}).get("lengths", {}).get("export", {}).get("tokens", {})
     same = {s: sum(a == b for a, b in zip(summary["tokens"][s], reference.get(s, []))) for s in summary["tokens"]}
-    ok = summary["ratio"] is not None and summary["ratio"] >= recipe.eval_gate
-    return {"ok": ok, "gate": recipe.eval_gate, "prompts": len(prompts), "quantized": summary,
+    ok = summary["ratio"] is not None and summary["ratio"] >= recipe.evaluation.gate
+    return {"ok": ok, "gate": recipe.evaluation.gate, "prompts": len(prompts), "quantized": summary,
             "merged_mean_tokens": merged.get("checks", {}).get("lengths", {}).get("export", {}).get("mean_tokens"),
             "answers_of_equal_length_to_merged": same,
-            "problems": [] if ok else [f"VERBOSE/TERSE ratio {summary['ratio']} is below the gate {recipe.eval_gate}"]}
+            "problems": [] if ok else [f"VERBOSE/TERSE ratio {summary['ratio']} is below the gate {recipe.evaluation.gate}"]}
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

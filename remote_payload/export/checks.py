@@ -116,9 +116,10 @@ def _load(model_dir: Path, dtype: str, device: str, resize_to: int | None, adapt
 def answer_lengths(model, tokenizer, recipe, prompts: list[str]) -> dict[str, list[int]]:
     from ..evaluate import generate_answers
 
-    presets = {"TERSE": recipe.eval_terse, "VERBOSE": recipe.eval_verbose}
+    section = recipe.evaluation
+    presets = {"TERSE": section.terse, "VERBOSE": section.verbose}
     return {style: [a["tokens"] for a in generate_answers(model, tokenizer, prompts, style, preset,
-                                                          recipe.chat_template_kwargs, recipe.eval_batch_size,
+                                                          recipe.chat_template_kwargs, section.batch_size,
                                                           recipe.seed)]
             for style, preset in presets.items()}
 
@@ -179,7 +180,7 @@ def lengths_check(source: ExportSource, kind: str, out: Path, dtype: str, device
     else:
         criterion = (f"means within {LOW_PRECISION_TOLERANCE:.0%} and ratio >= gate ({dtype}: rounding merged "
                      "weights moves some greedy answers)")
-        problems = low_precision_problems(original, exported, recipe.eval_gate)
+        problems = low_precision_problems(original, exported, recipe.evaluation.gate)
     report = {"ok": not problems, "criterion": criterion, "prompts": len(prompts),
               "dtype": "4-bit (as trained)" if four_bit is not None else dtype, "device": device, "original_adapter": original, "export": exported,
               "equal_answers": {s: sum(a == b for a, b in zip(before[s], after[s])) for s in before},

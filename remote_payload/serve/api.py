@@ -65,7 +65,8 @@ class Backend:
         self.timeout = timeout
 
     def completion_body(self, request) -> dict[str, Any]:
-        preset = self.recipe.eval_terse if request.style == "TERSE" else self.recipe.eval_verbose
+        section = self.recipe.evaluation
+        preset = section.terse if request.style == "TERSE" else section.verbose
         messages = ([{"role": "system", "content": request.system}] if request.system else []) + [
             {"role": "user", "content": request.prompt}]
         ids = encode_prompt(self.tokenizer, messages, request.style, self.recipe.chat_template_kwargs)
