@@ -15,12 +15,12 @@ from .errors import OrchError
 MIB = 1024 * 1024
 
 
-def _job_gpu(probe: dict, job) -> dict | None:
+def job_gpu_entry(probe: dict, job) -> dict | None:
     gpus = probe.get("gpus") or []
     return next((g for g in gpus if g.get("index") == job.gpu), gpus[0] if gpus else None)
 
 
-def _gpu(entry: dict):
+def planner_gpu(entry: dict):
     from .plan import GPU, find_gpu
 
     total = (entry.get("memory_total_mib") or 0) * MIB
@@ -32,14 +32,13 @@ def _gpu(entry: dict):
 
 def needs_plan(instance, job) -> bool:
     """Whether preflight plans this job's memory (a CUDA recipe on an instance that expects a GPU)."""
-    from remote_payload.errors import PayloadError
-    from remote_payload.recipes import load_recipe
+    from .recipe_files import resolve_job_recipe
 
     if job is None or not instance.expect.gpu:
         return False
     try:
-        return load_recipe(job.recipe, job.overrides).device == "cuda"
-    except PayloadError:
+        return resolve_job_recipe(job).recipe.device == "cuda"
+    except OrchError:   # a bad recipe is refused by the input checks, with file:line
         return False
 
 
@@ -47,17 +46,16 @@ def memory_check(instance, probe: dict, job, config) -> tuple[bool, str, str | N
     """(ok, detail, fix) of the check, or None when there is nothing to plan. `config`: the job's model config
     (model_config.ModelConfig, read by the preflight runner beside the weights listing) or the OrchError that
     kept it from being read."""
-    from remote_payload.errors import PayloadError
-    from remote_payload.recipes import load_recipe
-
     from .plan import estimate_from_dataset, fits, make_plan, shape_from_config
 
-    entry = _job_gpu(probe, job)
+    entry = job_gpu_entry(probe, job)
     if job is None or not instance.expect.gpu or entry is None or not entry.get("memory_total_mib"):
         return None
+    from .recipe_files import resolve_job_recipe
+
     try:
-        recipe = load_recipe(job.recipe, job.overrides)
-    except PayloadError:
+        recipe = resolve_job_recipe(job).recipe
+    except OrchError:   # a bad recipe is refused by the input checks, with file:line
         return None
     if recipe.device != "cuda":
         return None
@@ -65,7 +63,7 @@ def memory_check(instance, probe: dict, job, config) -> tuple[bool, str, str | N
         if isinstance(config, OrchError) or config is None:
             raise config or OrchError("the model's config.json was not read")
         tokens = estimate_from_dataset(job.dataset, shape_from_config(config.doc, config.source).model_type, recipe)
-        plan = make_plan(config.doc, recipe, gpu=_gpu(entry), tokens=tokens)
+        plan = make_plan(config.doc, recipe, gpu=planner_gpu(entry), tokens=tokens)
     except OrchError as exc:
         return True, (f"not planned ({exc.message}); `orch plan {job.name} --model-config FILE` plans it "
                       "from a local config.json"), None

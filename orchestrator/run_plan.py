@@ -93,17 +93,17 @@ def target_gpu(instance, job, probe: dict | None):
     """(GPU, in the planner's table, None) the job will train on: preflight's nvidia-smi entry for the job's GPU
     (a GPU the table lacks keeps nvidia-smi's memory, but has no throughput to time steps with), else the
     instance's expect.gpu; (None, False, why) when neither names one."""
-    from .memory_check import _gpu, _job_gpu
+    from .memory_check import job_gpu_entry, planner_gpu
     from .plan import find_gpu
 
-    entry = _job_gpu(probe or {}, job)
+    entry = job_gpu_entry(probe or {}, job)
     if entry is not None and entry.get("memory_total_mib"):
         try:
             find_gpu(entry.get("name") or "?", entry["memory_total_mib"] * 1024 * 1024)
             in_table = True
         except OrchError:
             in_table = False
-        return _gpu(entry), in_table, None
+        return planner_gpu(entry), in_table, None
     if instance.expect.gpu:
         try:
             return find_gpu(instance.expect.gpu), True, None

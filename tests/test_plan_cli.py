@@ -119,3 +119,14 @@ def test_plan_without_a_target_gpu_asks_for_one(project):
     assert result.code == 2 and "no target GPU" in result.stderr and "--gpu" in result.stderr
     unknown = project.orch("plan", "qwen", "--model-config", str(config), "--gpu", "L40S", "--json")
     assert unknown.code == 2 and "unknown GPU" in unknown.json()["error"]
+
+
+def test_plan_of_a_job_with_a_yaml_recipe_plans_the_yaml_fields_not_the_builtin_ones(project):
+    project.write("recipes/long.yaml", "base: qwen3-14b-verbosity\nmax_length: 4096\n"
+                                       "per_device_train_batch_size: 2\n")
+    write_project(project, recipe=str(project.root / "recipes" / "long.yaml"))
+    config = project.write("config.json", QWEN3_14B.decode())
+    done = project.orch("plan", "qwen", "--model-config", str(config), "--json")
+    assert done.code in (0, 1), done.stderr
+    plan = done.json()["plan"]
+    assert plan["setup"]["batch"] == 2 and plan["setup"]["max_length"] == 4096, plan["setup"]

@@ -22,16 +22,11 @@ def target_gpu(instance, gpu_name: str | None, gpus: int | None):
 
 def build_plan(job, instance, s3, *, gpu_name=None, gpus=None, model_config=None, seqlen=None):
     """(plan, config source) for a job, reading what it needs from the inventory, S3 or the instance."""
-    from remote_payload.errors import RecipeError
-    from remote_payload.recipes import load_recipe
-
     from ..model_config import load_model_config
+    from ..recipe_files import resolve_job_recipe
     from ..plan import estimate_from_dataset, from_seqlen_report, make_plan, shape_from_config
 
-    try:
-        recipe = load_recipe(job.recipe, job.overrides)
-    except RecipeError as exc:
-        raise InputError(f"job {job.name}: {exc.message}", hint=exc.hint) from None
+    recipe = resolve_job_recipe(job).recipe      # InputError with file:line for a bad recipe or override
     gpu, count = target_gpu(instance, gpu_name, gpus)
     config = load_model_config(job, instance, s3, model_config)
     model_type = shape_from_config(config.doc, config.source).model_type
