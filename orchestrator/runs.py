@@ -92,7 +92,8 @@ def start_training(transport: Transport, instance: Instance, job: Job, deployed:
     if parent_doc:
         payload += ["--init-adapter", parent_doc["adapter_dir"], "--parent",
                     json.dumps({k: parent_doc.get(k) for k in ("run_id", "job", "source")})]
-    meta = {"parent": parent_doc, "run_id": run_id, "job": job.name, "payload": deployed.bundle_dir, "job_dir": deployed.job_dir,
+    meta = {"parent": parent_doc, "run_id": run_id, "job": job.name, "payload": deployed.bundle_dir,
+            "job_dir": deployed.job_dir,
             "python": deployed.python, "model_dir": deployed.model_dir, "gpu": job.gpu,
             "cwd": deployed.bundle_dir, "resumes": resumes,
             "env": {"PYTHONUNBUFFERED": "1", "CUDA_VISIBLE_DEVICES": str(job.gpu)}}

@@ -3,10 +3,15 @@
 
 It keeps what qwen3-14b-iac does -- init_from the stage-1 adapter (loaded trainable, style rows included),
 packing, cosine with 3% warmup, the verbosity gate after training -- and scales the rest down:
-* learning rate 2e-3 (tiny-verbosity's 3e-3 lowered by the seed's 1.5/2 ratio for continued training);
-* batch 4 without accumulation and 40 steps: a random 64-wide model learns nothing about IaC in that time,
-  it only has to move the adapter; the tests check lineage, replay and that the style gate still holds;
-* max_length 1024 with packing: the tiny byte-level tokenizer spends ~1 token per 2-3 characters of HCL.
+* learning rate 3e-4, 10x below tiny-verbosity's 3e-3 (the seed lowers 2e-4 -> 1.5e-4 only). Measured here with
+  10% replay: most corpus rows are TERSE-styled yet hundreds of tokens of code, which tells a 64-wide random
+  model "TERSE is long"; at 2e-3 x 40 steps it forgot the style control (ratio 16.5 -> 1.0, both styles hit the
+  96-token limit), at 1e-3 x 10 steps 1.8, at 5e-4 x 20 steps 1.5; at 3e-4 x 20 steps it kept 15.2. That is the
+  seed's "catastrophic style drift", visible even at this scale;
+* batch 4 without accumulation and 20 steps (~1.5 passes over the packed corpus): the random model learns
+  nothing about IaC in that time; it only has to move the adapter (lineage, replay, style gate are what is tested);
+* max_length 1024 (the tiny model's context) with packing: its byte-level tokenizer spends ~1 token per 2-3
+  characters of HCL, so the 9 longest corpus examples are dropped and reported.
 """
 
 from .base import Recipe
@@ -21,9 +26,9 @@ RECIPE = Recipe(
     compute_dtype="float32",
     chat_template_kwargs={"enable_thinking": False},
     system_prompt="You are an IaC assistant that follows best practices.",
-    learning_rate=2e-3,
+    learning_rate=3e-4,
     num_train_epochs=1.0,                 # ignored: max_steps is set
-    max_steps=40,
+    max_steps=20,
     per_device_train_batch_size=4,
     gradient_accumulation_steps=1,
     lr_scheduler_type="cosine",
@@ -34,7 +39,7 @@ RECIPE = Recipe(
     max_length=1024,
     packing=True,
     logging_steps=10,
-    save_steps=20,
+    save_steps=10,
     save_total_limit=2,
     dataloader_num_workers=0,
     dataloader_pin_memory=False,
