@@ -31,7 +31,8 @@ def parent_info(adapter_dir: str | Path, given: dict[str, Any] | None = None) ->
     if not (path / MANIFEST).is_file() or not (path / WEIGHTS_FILE).is_file():
         raise InputError(f"--init-adapter {path}: not an adapter a run wrote ({MANIFEST} or {WEIGHTS_FILE} missing)",
                          hint="point init_from at a succeeded run, or at an adapter/ folder with its manifest")
-    problems = verify_manifest(path)
+    # an adapter synced from S3 also holds the sync's own bookkeeping (.orch-weights.json/.lock): not the adapter's
+    problems = [p for p in verify_manifest(path) if not p.startswith("unlisted .orch-")]
     if problems:
         raise InputError(f"--init-adapter {path} does not match its manifest: {'; '.join(problems[:5])}",
                          hint="fetch or sync the parent adapter again")
