@@ -5,8 +5,8 @@ the real validators here and the verbosity gate checked again."""
 
 from __future__ import annotations
 
-import gzip
 import json
+import os
 import time
 from pathlib import Path
 
@@ -165,3 +165,31 @@ def test_a_bad_prompts_file_is_refused_before_connecting(stages, tmp_path):
     bad.write_text('{"kind": "terraform", "instruction": "ok"}\n{"kind": "ansible", "instruction": "x"}\n')
     result = stages.orch("eval", "iac", "--suite", "iac", "--prompts", str(bad))
     assert result.code == 2 and "prompts.jsonl:2" in result.stderr
+
+
+def test_remote_validate_runs_the_validators_on_the_instance_and_gives_the_same_verdicts(stages, trained,
+                                                                                       validators_venv):
+    """The instance's validators venv is this machine's cached one, linked where `--remote-validate` installs
+    (work_dir/validators/<requirements hash>): the installer finds it complete and reuses it, as a second
+    eval on a real instance does."""
+    work = Path(stages.sshd.remote_dirs("gpubox")[0])
+    (work / "validators").mkdir(exist_ok=True)
+    link = work / "validators" / validators_venv.name
+    if not link.exists():
+        link.symlink_to(validators_venv, target_is_directory=True)
+    os.chown(work / "validators", *owner_of(work))
+    here = stages.orch("eval", "iac", "--suite", "iac", "--max-new-tokens", "48", "--json",
+                       env={"ORCH_VALIDATORS_DIR": str(validators_venv.parent)})
+    there = stages.orch("eval", "iac", "--suite", "iac", "--max-new-tokens", "48", "--remote-validate", "--json")
+    assert there.code == 1, there.stderr[-2000:]
+    local, remote = here.json(), there.json()
+    assert remote["validated_on"] == "gpubox" and local["validated_on"] == "controller"
+    verdicts = lambda doc: {r["id"]: {n: v["status"] for n, v in r["verdicts"].items()} for r in doc["report"]["results"]}
+    assert verdicts(remote) == verdicts(local)                 # greedy answers, the same validators: same verdicts
+    stage2 = trained[1]
+    assert (stages.run_dir(stage2["run_id"]) / "iac" / "report.json").is_file()
+
+
+def owner_of(path: Path) -> tuple[int, int]:
+    info = path.stat()
+    return info.st_uid, info.st_gid
