@@ -145,7 +145,9 @@ class Job:
         from remote_payload.replay import MAX_FRACTION
 
         if self.init_from is not None and self.init_from.startswith("s3://") and not S3_URI.match(self.init_from):
-            raise InputError(f"job {self.name}: init_from {self.init_from!r} is not an s3://bucket/prefix/ URI")
+            raise InputError(f"job {self.name}: init_from {self.init_from!r} is not an s3://bucket/prefix/ URI",
+                             hint="e.g. s3://my-bucket/adapters/qwen/<run id>/adapter/ (what fetch-adapter --upload "
+                                  "writes), a job name or a run id")
         if self.init_from == self.name:
             raise InputError(f"job {self.name}: init_from names the job itself",
                              hint="name the stage-1 job (e.g. init_from: qwen), a run id or an s3:// adapter")
