@@ -184,10 +184,13 @@ def test_remote_validate_runs_the_validators_on_the_instance_and_gives_the_same_
     assert there.code == 1, there.stderr[-2000:]
     local, remote = here.json(), there.json()
     assert remote["validated_on"] == "gpubox" and local["validated_on"] == "controller"
-    verdicts = lambda doc: {r["id"]: {n: v["status"] for n, v in r["verdicts"].items()} for r in doc["report"]["results"]}
     assert verdicts(remote) == verdicts(local)                 # greedy answers, the same validators: same verdicts
     stage2 = trained[1]
     assert (stages.run_dir(stage2["run_id"]) / "iac" / "report.json").is_file()
+
+
+def verdicts(doc: dict) -> dict:
+    return {r["id"]: {n: v["status"] for n, v in r["verdicts"].items()} for r in doc["report"]["results"]}
 
 
 def owner_of(path: Path) -> tuple[int, int]:

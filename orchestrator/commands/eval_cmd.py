@@ -26,7 +26,8 @@ from .session import run_on_instance
 @click.option("--prompts", type=click.Path(dir_okay=False), help="IaC prompts JSONL [default: "
                                                                  "training_data/iac_eval_prompts.jsonl].")
 @click.option("--remote-validate", is_flag=True, help="IaC: validate on the instance (validators venv built there).")
-@click.option("--max-new-tokens", type=click.IntRange(1), default=1024, show_default=True, help="IaC: answer length cap.")
+@click.option("--max-new-tokens", type=click.IntRange(1), default=1024, show_default=True,
+              help="IaC: answer length cap.")
 @click.option("--style", type=click.Choice(["TERSE", "VERBOSE"]), default="TERSE", show_default=True,
               help="IaC: style token for prompts without one (adapters with style tokens).")
 @common
