@@ -88,6 +88,8 @@ def test_stage2_continues_from_the_latest_succeeded_run_of_its_init_from_job(sta
     assert run["parent"]["run_id"] == stage1["run_id"]
     assert run["parent"]["adapter_sha256"] == file_sha256(parent_adapter / "adapter_model.safetensors")
     assert run["status"] == "succeeded" and run["eval"]["passed"] and run["eval"]["ratio"] >= 3.0
+    status = stages.orch("status", "--run", stage2["run_id"], "--json")
+    assert status.code == 0 and status.json()["runs"][0]["parent"]["run_id"] == stage1["run_id"]
     print(f"verbosity ratio: stage 1 {stage1_ratio(stages, stage1)}, after stage 2 {run['eval']['ratio']}")
 
 

@@ -18,7 +18,7 @@ IAC = ROOT / "training_data" / "iac_example.jsonl"
 MOVIELENS = ROOT / "training_data" / "movielens_demo_train.jsonl"
 
 
-def inventory(tmp_path, stage2: str, extra_jobs: str = ""):
+def inventory(tmp_path, stage2: str, extra_jobs: str = "", extra_instances: str = ""):
     path = tmp_path / "inventory.yaml"
     path.write_text(f"""\
 instances:
@@ -26,7 +26,7 @@ instances:
     transport: local
     work_dir: work
     models_dir: models
-jobs:
+{extra_instances}jobs:
   qwen:
     instance: box
     recipe: tiny-verbosity
@@ -114,3 +114,30 @@ def test_orch_show_names_the_stage_settings_and_where_they_came_from(tmp_path):
     assert shown.code == 0, shown.stderr
     job = shown.json()["job"]
     assert job["init_from"] == "qwen" and job["replay"]["fraction"] == 0.1 and job["replay_dataset"] == str(DEMO)
+
+
+def test_a_parent_job_on_another_instance_is_refused_with_how_to_hand_its_adapter_over(tmp_path):
+    from orchestrator.stages import resolve_parent
+
+    far = f"""\
+  far:
+    instance: box2
+    recipe: tiny-verbosity
+    dataset: {DEMO}
+    weights: s3://example-bucket/models/qwen/
+"""
+    box2 = "  box2:\n    transport: local\n    work_dir: work2\n    models_dir: models2\n"
+    inv = inventory(tmp_path, "    init_from: far", far, box2)
+    job = inv.job("iac")
+    with pytest.raises(InputError) as caught:    # refused before anything is asked of the instance
+        resolve_parent(None, inv.instance("box"), inv, job, None, python="python3", payload_dir="/nowhere")
+    assert "bound to instance box2" in caught.value.message and "--upload s3://" in caught.value.hint
+
+
+def test_an_init_from_that_is_no_job_run_or_s3_folder_is_refused(tmp_path):
+    from orchestrator.stages import resolve_parent
+
+    inv = inventory(tmp_path, "    init_from: qwn")
+    with pytest.raises(InputError) as caught:
+        resolve_parent(None, inv.instance("box"), inv, inv.job("iac"), None, python="python3", payload_dir="/x")
+    assert "neither a job, a run id nor an s3:// folder" in caught.value.message and "qwen" in caught.value.hint
