@@ -142,6 +142,12 @@ def test_eval_suite_iac_validates_the_tiny_models_answers_and_rechecks_the_verbo
     answers = Path(doc["summary"]["answers_file"])
     assert answers.is_file() and len(answers.read_text().splitlines()) == len(prompts)
     print(f"iac eval: {report['reason']}; by source {doc['summary']['by_source']}; timings {stages.timings}")
+    shown = stages.orch("eval", "iac", "--suite", "iac", "--max-new-tokens", "48",
+                        env={"ORCH_VALIDATORS_DIR": str(validators_venv.parent)})
+    assert shown.code == 1
+    for text in ("terraform: ", "gate terraform validate pass rate: FAIL", "versions: ", "not checked",
+                 "prompts train: 14 answer(s)", "prompts unseen: 9 answer(s)", "VERBOSE/TERSE mean token ratio"):
+        assert text in shown.stderr, (text, shown.stderr[-3000:])
 
 
 def test_init_from_an_s3_adapter_fetches_it_onto_the_instance_and_records_it(stages, trained, moto_server,
