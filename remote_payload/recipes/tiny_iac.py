@@ -9,7 +9,10 @@ packing, cosine with 3% warmup, the verbosity gate after training -- and scales 
   96-token limit), at 1e-3 x 10 steps 1.8, at 5e-4 x 20 steps 1.5; at 3e-4 x 20 steps it kept 15.2. That is the
   seed's "catastrophic style drift", visible even at this scale;
 * batch 4 without accumulation and 20 steps (~1.5 passes over the packed corpus): the random model learns
-  nothing about IaC in that time; it only has to move the adapter (lineage, replay, style gate are what is tested);
+  nothing about IaC in that time; it only has to move the adapter (lineage, replay, style gate are what is tested).
+  Memorising the corpus is out of its reach on CPU too: 300 steps at 3e-3 (164 s here) left it answering the 14
+  training-set prompts with runs of backticks and spaces (terraform validate 0/8, every gate failed) and the
+  style ratio at 1.0;
 * max_length 1024 (the tiny model's context) with packing: its byte-level tokenizer spends ~1 token per 2-3
   characters of HCL, so the 9 longest corpus examples are dropped and reported.
 """
