@@ -108,9 +108,12 @@ def check_job_inputs(job: Job) -> None:
 
     _require_file(job, "dataset")
     _require_file(job, "eval_dataset")
+    _require_file(job, "replay_dataset")
     recipe = resolve_job_recipe(job).recipe
     try:
         check_inputs(recipe, job.dataset, job.eval_dataset)
+        if job.replay_dataset:   # the replayed rows must suit this job's recipe too
+            check_inputs(recipe, job.replay_dataset, None)
     except PayloadError as exc:
         problems = getattr(exc, "problems", None) or []
         detail = "".join(f"\n    {p}" for p in problems[:20])
@@ -119,19 +122,30 @@ def check_job_inputs(job: Job) -> None:
                          hint=exc.hint or f"fix jobs.{job.name} in the inventory or the file it names") from None
 
 
-def job_document(job: Job) -> tuple[dict, dict[str, Path]]:
-    """job.json for the instance (a YAML recipe resolved to its built-in base + overrides) and the files it names."""
+def job_document(job: Job) -> tuple[dict, dict[str, bytes]]:
+    """job.json for the instance (a YAML recipe resolved to its built-in base + overrides) and the files it names
+    (their bytes). With `replay:` the dataset shipped is the mix (remote_payload/replay.py, seeded by the
+    recipe's seed) and job.json "replay" says what was mixed in."""
     from .recipe_files import resolve_job_recipe
 
     _require_file(job, "dataset")
     _require_file(job, "eval_dataset")
     resolved = resolve_job_recipe(job)
-    files = {f"data/{Path(job.dataset).name}": Path(job.dataset)}
+    dataset = Path(job.dataset).read_bytes()
     doc = {"job": job.name, "recipe": resolved.base, "overrides": resolved.overrides,
            "dataset": f"data/{Path(job.dataset).name}"}
+    if job.replay:
+        from remote_payload.replay import mix
+
+        _require_file(job, "replay_dataset")
+        dataset, record = mix(dataset, Path(job.replay_dataset).read_bytes(), float(job.replay["fraction"]),
+                              resolved.recipe.seed)
+        doc["replay"] = {"job": job.replay["job"], "dataset": Path(job.replay_dataset).name,
+                         "new_dataset": Path(job.dataset).name, **record}
+    files = {doc["dataset"]: dataset}
     if job.eval_dataset:
         doc["eval_dataset"] = f"data/eval/{Path(job.eval_dataset).name}"
-        files[doc["eval_dataset"]] = Path(job.eval_dataset)
+        files[doc["eval_dataset"]] = Path(job.eval_dataset).read_bytes()
     if resolved.source:
         doc["recipe_source"] = resolved.job_source()
     return doc, files
@@ -142,7 +156,7 @@ def build_job_inputs(job: Job) -> Archive:
     connects)."""
     job_doc, files = job_document(job)
     return _tar({"job.json": (json.dumps(job_doc, indent=2, sort_keys=True).encode(), 0o644),
-                 **{name: (path.read_bytes(), 0o644) for name, path in files.items()}})
+                 **{name: (data, 0o644) for name, data in files.items()}})
 
 
 def build_plan(plan: dict) -> Archive:

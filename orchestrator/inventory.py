@@ -29,7 +29,7 @@ DEFAULT_IMDS_URL = "http://169.254.169.254"
 TRANSPORTS = ("ssh", "local")
 SSH_ONLY = {"host", "port", "user", "key", "host_key", "known_hosts"}
 NULLABLE = {"python_env", "imds_url", "s3_endpoint", "host_key", "gpu", "instance_id", "instance_type", "hostname",
-            "s3_region", "eval_gate"}
+            "s3_region", "eval_gate", "init_from"}
 S3_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?$")
 HOST = re.compile(r"^(?:[A-Za-z0-9_](?:[A-Za-z0-9_.\-]*[A-Za-z0-9_])?|\[?[0-9A-Fa-f:.]+\]?)$")
 USER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*\$?$")
@@ -127,15 +127,41 @@ class Job:
     s3_credentials: str = "instance"  # "instance": the box's own role; "forward": the controller's
     eval_gate: float | None = None    # set: an override of the recipe's gate (which is the one gate)
     gpu: int = 0
+    init_from: str | None = None      # stage 2: a job (its latest succeeded run), a run id, or s3://.../adapter/
+    replay: dict[str, Any] = field(default_factory=dict)   # stage 2: {job: NAME, fraction: F}, F of the mix
+    replay_dataset: str | None = None  # resolved by load_inventory: the replay job's dataset (never set in YAML)
     origins: dict[str, str] = field(default_factory=dict, repr=False)   # field (overrides.KEY too) -> file:line
 
     def __post_init__(self) -> None:
+        self._check_stages()
         if not S3_URI.match(self.weights):
             raise InputError(f"job {self.name}: weights must be an s3://bucket/prefix/ URI, got {self.weights!r}")
         if self.s3_credentials not in ("instance", "forward"):
             raise InputError(f"job {self.name}: s3_credentials must be 'instance' or 'forward'")
         if self.eval_gate is not None and self.eval_gate <= 0:
             raise InputError(f"job {self.name}: eval_gate must be positive")
+
+    def _check_stages(self) -> None:
+        from remote_payload.replay import MAX_FRACTION
+
+        if self.init_from is not None and self.init_from.startswith("s3://") and not S3_URI.match(self.init_from):
+            raise InputError(f"job {self.name}: init_from {self.init_from!r} is not an s3://bucket/prefix/ URI",
+                             hint="e.g. s3://my-bucket/adapters/qwen/<run id>/adapter/ (what fetch-adapter --upload "
+                                  "writes), a job name or a run id")
+        if self.init_from == self.name:
+            raise InputError(f"job {self.name}: init_from names the job itself",
+                             hint="name the stage-1 job (e.g. init_from: qwen), a run id or an s3:// adapter")
+        if not self.replay:
+            return
+        unknown = sorted(set(self.replay) - {"job", "fraction"})
+        if unknown or not isinstance(self.replay.get("job"), str):
+            raise InputError(f"job {self.name}: replay must be {{job: NAME, fraction: F}}"
+                             + (f" (unknown key {unknown[0]!r})" if unknown else ""),
+                             hint="e.g. replay: {job: qwen, fraction: 0.1}: 10% of the mix from job qwen's dataset")
+        fraction = self.replay.get("fraction")
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= MAX_FRACTION:
+            raise InputError(f"job {self.name}: replay.fraction must be a number in (0, {MAX_FRACTION}] "
+                             f"(got {fraction!r})", hint="seed 001 keeps 5-10% of stage-1 data: fraction: 0.1")
 
 
 @dataclass
@@ -261,9 +287,24 @@ def load_inventory(path: str | Path | None = None, env_file: str | Path | None =
             inventory.unresolved[f"job:{job.name}"] = InputError(
                 f"{reader.at('jobs.' + job.name + '.instance')}job {job.name} is bound to unknown instance "
                 f"{job.instance!r}", hint=f"known instances: {', '.join(sorted(known)) or 'none'}")
+    for job in list(inventory.jobs.values()):
+        _resolve_replay(inventory, reader, job)
     for name in [n[4:] for n in inventory.unresolved if n.startswith("job:")]:
         inventory.jobs.pop(name, None)
     return inventory
+
+
+def _resolve_replay(inventory: Inventory, reader: "_Reader", job: Job) -> None:
+    """A job's `replay: {job: X}` gets X's dataset file (the mix is built into the job's inputs, bundle.py)."""
+    if not job.replay:
+        return
+    other = job.replay["job"]
+    if other not in inventory.jobs:
+        inventory.unresolved[f"job:{job.name}"] = InputError(
+            f"{reader.at('jobs.' + job.name + '.replay')}job {job.name}: replay names unknown job {other!r}",
+            hint=f"known jobs: {', '.join(sorted(inventory.jobs)) or 'none'}")
+        return
+    job.replay_dataset = inventory.jobs[other].dataset
 
 
 def _add(target: dict, unresolved: dict, name: str, build, key: str | None = None) -> None:
@@ -383,7 +424,8 @@ class _Reader:
 
     def job(self, name: str, body: Any) -> Job:
         where = f"jobs.{name}"
-        values, origins = self.build(Job, self.mapping(body or {}, where), where, {"name": name})
+        values, origins = self.build(Job, self.mapping(body or {}, where), where,
+                                     {"name": name, "replay_dataset": None})
         for required in ("instance", "recipe", "dataset", "weights"):
             if required not in values:
                 raise InputError(f"{self.at(where)}job {name}: `{required}` is required")

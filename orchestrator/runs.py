@@ -60,8 +60,11 @@ class Started:
 
 
 def start_training(transport: Transport, instance: Instance, job: Job, deployed: DeployResult, *,
-                   resume: bool = False, extra_epochs: int | None = None, plan_file: str | None = None) -> Started:
-    """`plan_file`: the run's plan on the instance (run_plan.ship), recorded by the run beside what it measures."""
+                   resume: bool = False, extra_epochs: int | None = None, plan_file: str | None = None,
+                   parent=None) -> Started:
+    """`plan_file`: the run's plan on the instance (run_plan.ship), recorded by the run beside what it measures.
+    `parent` (stages.Parent): a stage-2 run continues from that adapter; a resumed run keeps the parent its
+    first attempt had."""
     remote = Remote(transport, instance)
     if resume:
         previous = find_run(transport, instance, job=job.name, run_id=None)
@@ -75,7 +78,9 @@ def start_training(transport: Transport, instance: Instance, job: Job, deployed:
             raise CheckFailed(f"{instance.name}: run {previous['run_id']} has no checkpoint to resume from",
                               hint=f"start afresh with `orch train {job.name}`")
         run_id, resumes = previous["run_id"], (previous["meta"].get("resumes") or 0) + 1
+        parent_doc = previous["meta"].get("parent")
     else:
+        parent_doc = parent.to_json() if parent is not None else None
         run_id, resumes = new_run_id(job.name), 0
     run_dir = remote.layout.run(run_id)
     payload = [deployed.python, "-m", "remote_payload.train", "--job",
@@ -84,7 +89,11 @@ def start_training(transport: Transport, instance: Instance, job: Job, deployed:
     payload += ["--resume"] if resume else []
     payload += ["--extra-epochs", str(extra_epochs)] if extra_epochs else []
     payload += ["--plan", plan_file] if plan_file else []
-    meta = {"run_id": run_id, "job": job.name, "payload": deployed.bundle_dir, "job_dir": deployed.job_dir,
+    if parent_doc:
+        payload += ["--init-adapter", parent_doc["adapter_dir"], "--parent",
+                    json.dumps({k: parent_doc.get(k) for k in ("run_id", "job", "source")})]
+    meta = {"parent": parent_doc, "run_id": run_id, "job": job.name, "payload": deployed.bundle_dir,
+            "job_dir": deployed.job_dir,
             "python": deployed.python, "model_dir": deployed.model_dir, "gpu": job.gpu,
             "cwd": deployed.bundle_dir, "resumes": resumes,
             "env": {"PYTHONUNBUFFERED": "1", "CUDA_VISIBLE_DEVICES": str(job.gpu)}}

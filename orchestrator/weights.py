@@ -111,8 +111,9 @@ def _listing_error(exc: Exception, uri: str, s3: S3Settings) -> OrchError:
 # ------------------------------------------------------------------------------- the remote command
 
 def s3sync_args(instance, job, s3: S3Settings, *, forward: bool = False, dry_run: bool = False,
-                lock: str | None = None) -> list[str]:
-    args = ["--source", job.weights, "--dest", local_weights_path(instance, job), "--progress-json"]
+                lock: str | None = None, source: str | None = None, dest: str | None = None) -> list[str]:
+    """`source`/`dest`: another prefix than the job's weights (a stage-2 parent adapter) and where it goes."""
+    args = ["--source", source or job.weights, "--dest", dest or local_weights_path(instance, job), "--progress-json"]
     if lock:
         args += ["--lock", lock]
     if s3.endpoint:
@@ -191,8 +192,8 @@ def _mb(n: float) -> str:
 
 
 def sync_weights(transport, instance, job, s3: S3Settings, *, python: str, cwd: str, lock: str | None = None,
-                 progress: bool = True, dry_run: bool = False, say: Callable[[str], None] | None = None
-                 ) -> dict[str, Any]:
+                 progress: bool = True, dry_run: bool = False, say: Callable[[str], None] | None = None,
+                 source: str | None = None, dest: str | None = None) -> dict[str, Any]:
     """Run `python -m remote_payload.s3sync` in the payload folder `cwd` on the instance and return its summary
     (the `done` event). With `lock` (the instance's deploy lock) the sync waits for other deploys.
 
@@ -204,7 +205,7 @@ def sync_weights(transport, instance, job, s3: S3Settings, *, python: str, cwd: 
     say = say or default_say
     forward = job.s3_credentials == "forward"
     creds = s3.credentials() if forward else None
-    args = s3sync_args(instance, job, s3, forward=forward, dry_run=dry_run, lock=lock)
+    args = s3sync_args(instance, job, s3, forward=forward, dry_run=dry_run, lock=lock, source=source, dest=dest)
     bar = _Progress(enabled=progress and console().is_terminal, say=say if progress else (lambda _m: None))
     proc = transport.open([python, "-m", S3SYNC_MODULE, *args], cwd=cwd)
     done: dict | None = None

@@ -3,7 +3,7 @@
 Each example's prompt is rendered by `prompting.encode_prompt` and answered greedily with the section's
 `max_new_tokens`; every validator named in `evaluation.validators` (registry: `validators.py`) judges every
 answer. The report gives answer lengths, each validator's pass rate, and whether the share of answers that
-pass all of them reaches `evaluation.gate`. With no validators (until the stage-2 work registers some) it
+pass all of them reaches `evaluation.gate` (e.g. `iac-terraform`: validators.py). With no validators named it
 reports the answers and their lengths and passes.
 """
 

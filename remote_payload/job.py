@@ -1,6 +1,7 @@
 """`job.json`: {"job": name, "recipe": built-in recipe name, "overrides": {...}, "dataset": path relative to
 job.json, "eval_dataset": optional path, "recipe_source": optional {"file": YAML recipe, "origins": {field:
-where it was set}}}.
+where it was set}}, "replay": optional {what the controller mixed in from the parent stage's dataset:
+replay.py}}.
 
 A YAML recipe is resolved on the controller into its built-in base plus overrides (`recipe_source` only records
 where each value came from, for run.json); the payload needs no YAML parser.
@@ -16,7 +17,7 @@ from typing import Any
 from .errors import JobError
 from .recipes import Recipe, load_recipe
 
-JOB_KEYS = {"job", "recipe", "overrides", "dataset", "eval_dataset", "recipe_source"}
+JOB_KEYS = {"job", "recipe", "overrides", "dataset", "eval_dataset", "recipe_source", "replay"}
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class Job:
     overrides: dict[str, Any] = field(default_factory=dict)
     eval_dataset: Path | None = None
     recipe_source: dict[str, Any] | None = None
+    replay: dict[str, Any] | None = None
 
     def recipe(self) -> Recipe:
         return load_recipe(self.recipe_name, self.overrides)
@@ -35,7 +37,7 @@ class Job:
     def to_dict(self) -> dict[str, Any]:
         return {"job": self.name, "recipe": self.recipe_name, "overrides": self.overrides,
                 "dataset": str(self.dataset), "eval_dataset": str(self.eval_dataset) if self.eval_dataset else None,
-                "recipe_source": self.recipe_source, "job_file": str(self.path)}
+                "recipe_source": self.recipe_source, "replay": self.replay, "job_file": str(self.path)}
 
 
 def _require_str(doc: dict, key: str, path: Path) -> str:
@@ -71,7 +73,11 @@ def read_job(path: str | Path) -> Job:
     source = doc.get("recipe_source")
     if source is not None and not isinstance(source, dict):
         raise JobError(f'{path}: "recipe_source" must be an object')
+    replay = doc.get("replay")
+    if replay is not None and not isinstance(replay, dict):
+        raise JobError(f'{path}: "replay" must be an object')
     dataset = _relative(doc, "dataset", path)
     eval_dataset = _relative(doc, "eval_dataset", path) if doc.get("eval_dataset") is not None else None
     return Job(path=path, name=_require_str(doc, "job", path), recipe_name=_require_str(doc, "recipe", path),
-               dataset=dataset, overrides=overrides, eval_dataset=eval_dataset, recipe_source=source)
+               dataset=dataset, overrides=overrides, eval_dataset=eval_dataset, recipe_source=source,
+               replay=replay)

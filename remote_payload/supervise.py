@@ -201,15 +201,17 @@ def describe(run):
 
 def _run_results(run_dir):
     """{"best": {step, metric, value, checkpoint, restored} | None, "early_stopped": bool | None,
-    "plan_check": run.json's plan_check | None}; all None for a run.json that is missing or damaged (its
-    state says why elsewhere)."""
+    "plan_check": run.json's plan_check | None, "parent": {run_id, job, source, adapter_sha256} | None (stage 2)};
+    all None for a run.json that is missing or damaged (its state says why elsewhere)."""
     doc, _ = runstate.read_json(os.path.join(run_dir, runstate.RUN_JSON))
     doc = doc or {}
     best = doc.get("best") if isinstance(doc.get("best"), dict) else None
     training = doc.get("training") if isinstance(doc.get("training"), dict) else {}
     check = doc.get("plan_check") if isinstance(doc.get("plan_check"), dict) else None
+    parent = doc.get("parent") if isinstance(doc.get("parent"), dict) else None
     return {"best": {k: best.get(k) for k in ("step", "metric", "value", "checkpoint", "restored")} if best else None,
-            "early_stopped": training.get("early_stopped"), "plan_check": check}
+            "early_stopped": training.get("early_stopped"), "plan_check": check,
+            "parent": {k: parent.get(k) for k in ("run_id", "job", "source", "adapter_sha256")} if parent else None}
 
 
 def _checkpoints(run_dir):

@@ -2,6 +2,7 @@
 
     python -m remote_payload.train --job BUNDLE/job.json --model-dir DIR --run-dir RUN [--resume] [--extra-epochs N]
                                    [--cache-dir DIR] [--clear-cache] [--plan PLAN.json]
+                                   [--init-adapter PARENT/adapter [--parent JSON]]
 
 Writes into RUN/: run.json (at start and end; with "best" when the run evaluates), metrics.jsonl (one line per
 logging step and per evaluation), tensorboard/, checkpoints/checkpoint-N/ (every save_steps and at every new
@@ -13,6 +14,8 @@ epochs than it last aimed for. Tokenized data is cached in --cache-dir (default 
 WORK/runs/, else RUN/cache), keyed by everything it depends on; --clear-cache empties it first. `--plan FILE`:
 the controller's plan of this run (peak GPU memory, seconds per step), kept in run.json "plan"; at the end the
 measured peak and seconds per step go beside it in "plan_check" (remote_payload/plan_check.py).
+`--init-adapter DIR`: stage 2, training continues from that parent adapter, loaded trainable (stages.py); the
+parent (run id, adapter sha256, ...) goes into run.json "parent" and the new adapter's payload_meta.json.
 Exit status: 0 trained, 1 the run failed, 2 bad input (job, recipe, dataset, run directory).
 """
 
@@ -46,6 +49,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--cache-dir", default=None, help="tokenized-data cache (default: WORK/cache/features)")
     parser.add_argument("--clear-cache", action="store_true", help="empty the tokenized-data cache first")
     parser.add_argument("--plan", default=None, help="plan.json from `orch train` (recorded beside the measured)")
+    parser.add_argument("--init-adapter", default=None, help="stage 2: continue from this parent adapter/ folder")
+    parser.add_argument("--parent", default=None, help='the parent as the controller knows it: {"run_id", "job", '
+                                                       '"source"} (JSON)')
     return parser.parse_args(argv)
 
 
@@ -99,14 +105,21 @@ def announce_resume(checkpoint: Path | None, resume: bool) -> None:
           f"{state['global_step'] + 1}, epoch {state.get('epoch', 0):.2f}", flush=True)
 
 
-def finish_adapter(model, tokenizer, recipe, style, model_dir, run_dir: Path, attention: dict) -> Path:
-    """Write RUN/adapter/ atomically (adapter.tmp -> adapter) with payload_meta.json and manifest.json."""
+def finish_adapter(model, tokenizer, recipe, style, model_dir, run_dir: Path, attention: dict,
+                   parent: dict | None = None) -> Path:
+    """Write RUN/adapter/ atomically (adapter.tmp -> adapter) with payload_meta.json (and the parent and lineage
+    of a stage-2 run) and manifest.json."""
     from .manifest import write_manifest
     from .modeling import adapter_meta, save_adapter
+    from .stages import lineage_of
 
     tmp, final = run_dir / "adapter.tmp", run_dir / "adapter"
     shutil.rmtree(tmp, ignore_errors=True)
-    save_adapter(model, tokenizer, tmp, adapter_meta(recipe, style, tokenizer, model_dir, attention))
+    meta = adapter_meta(recipe, style, tokenizer, model_dir, attention)
+    if parent:
+        meta.update(parent={k: v for k, v in parent.items() if k not in ("lineage", "adapter_dir")},
+                    lineage=lineage_of(parent))
+    save_adapter(model, tokenizer, tmp, meta)
     write_manifest(tmp)
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
@@ -142,15 +155,19 @@ def resolve_job(args: argparse.Namespace, record: RunRecord) -> tuple[Job, Recip
     return job, recipe, epochs
 
 
-def load_training_model(model_dir: str, recipe: Recipe, style, attention: dict, record: RunRecord):
+def load_training_model(model_dir: str, recipe: Recipe, style, attention: dict, record: RunRecord,
+                        parent: dict | None = None):
+    """The 4-bit base with a fresh LoRA, or (stage 2) with the parent adapter loaded trainable."""
     from transformers import set_seed
 
     from .modeling import attach_lora, load_base_model, parameter_counts
     from .runrecord import hardware
+    from .stages import attach_parent
 
     record.update(hardware=hardware())
     set_seed(recipe.seed)  # LoRA initialisation
-    model = attach_lora(load_base_model(model_dir, recipe, attention["chosen"]), recipe, style)
+    base = load_base_model(model_dir, recipe, attention["chosen"])
+    model = attach_parent(base, recipe, style, parent["adapter_dir"]) if parent else attach_lora(base, recipe, style)
     record.update(parameters=parameter_counts(model))
     return model
 
@@ -206,16 +223,31 @@ def prepare(args: argparse.Namespace, job: Job, recipe: Recipe, record: RunRecor
     return data, attention
 
 
+def resolve_parent(args: argparse.Namespace, recipe: Recipe, style, record: RunRecord) -> dict | None:
+    """Stage 2: the parent adapter checked (manifest, base, style tokens) and recorded in run.json "parent"."""
+    from .stages import check_parent, parent_info, read_parent_arg
+
+    if not args.init_adapter:
+        return None
+    parent = parent_info(args.init_adapter, read_parent_arg(args.parent))
+    notes = check_parent(parent, recipe, style, args.model_dir)
+    record.update(parent={**parent, "notes": notes})
+    print(f"stage 2: continuing from {parent.get('run_id') or parent['source']} (adapter sha256 "
+          f"{parent['adapter_sha256'][:12]})" + "".join(f"\n  note: {n}" for n in notes), flush=True)
+    return parent
+
+
 def run_training(args: argparse.Namespace, record: RunRecord) -> None:
     job, recipe, epochs = resolve_job(args, record)
     with Phase(record, "prepare_data"):
         data, attention = prepare(args, job, recipe, record)
+        parent = resolve_parent(args, recipe, data.style, record)
     with Phase(record, "load_model"):
-        model = load_training_model(args.model_dir, recipe, data.style, attention, record)
+        model = load_training_model(args.model_dir, recipe, data.style, attention, record, parent)
     fit(model, recipe, data, epochs, args, record)
     with Phase(record, "save_adapter"):
         adapter = finish_adapter(model, data.tokenizer, recipe, data.style, args.model_dir, Path(args.run_dir),
-                                 attention)
+                                 attention, parent)
         record.update(adapter={"path": str(adapter), "manifest": str(adapter / "manifest.json")})
     if recipe.evaluation.after_train:
         with Phase(record, "evaluate"):

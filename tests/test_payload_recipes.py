@@ -15,8 +15,9 @@ pytestmark = pytest.mark.timeout(30)
 
 
 def test_every_registered_recipe_loads_and_names_itself():
-    assert available_recipes() == ["mistral-7b-verbosity", "qwen3-0.6b-movielens", "qwen3-14b-verbosity",
-                                   "qwen3-8b-movielens", "tiny-movielens", "tiny-verbosity"]
+    assert available_recipes() == ["mistral-7b-verbosity", "qwen3-0.6b-movielens", "qwen3-14b-iac",
+                                   "qwen3-14b-verbosity", "qwen3-8b-movielens", "tiny-iac", "tiny-movielens",
+                                   "tiny-verbosity"]
     for name in available_recipes():
         assert load_recipe(name).name == name
 
@@ -151,7 +152,8 @@ def test_every_recipe_names_its_task_and_carries_that_tasks_evaluation_section()
     tasks = {name: load_recipe(name).task for name in available_recipes()}
     assert tasks == {"mistral-7b-verbosity": "verbosity", "qwen3-14b-verbosity": "verbosity",
                      "tiny-verbosity": "verbosity", "qwen3-0.6b-movielens": "classification",
-                     "qwen3-8b-movielens": "classification", "tiny-movielens": "classification"}
+                     "qwen3-8b-movielens": "classification", "tiny-movielens": "classification",
+                     "qwen3-14b-iac": "verbosity", "tiny-iac": "verbosity"}
     for name, task in tasks.items():
         assert isinstance(load_recipe(name).evaluation, SECTIONS[task])
 
@@ -232,3 +234,12 @@ def test_a_recipe_stored_before_tasks_existed_still_rebuilds():
 def test_a_classification_recipe_round_trips_through_json():
     r = load_recipe("qwen3-8b-movielens", {"evaluation": {"gate": 0.7}, "packing": True})
     assert recipe_from_dict(json.loads(json.dumps(r.to_dict()))) == r
+
+
+def test_the_stage2_iac_recipe_has_seed_001s_stage2_numbers():
+    r = load_recipe("qwen3-14b-iac")
+    assert (r.learning_rate, r.num_train_epochs, r.per_device_train_batch_size, r.gradient_accumulation_steps) == \
+        (1.5e-4, 1.0, 1, 16)
+    assert r.gradient_checkpointing and r.max_length == 3072 and r.packing
+    assert (r.lr_scheduler_type, r.warmup_ratio, r.seed) == ("cosine", 0.03, 42)
+    assert r.uses_style_tokens and r.evaluation.gate == 3.0     # the style rows keep training; the gate is rechecked

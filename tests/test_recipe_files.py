@@ -73,7 +73,8 @@ def test_orch_recipes_lists_every_built_in_with_its_task(project):
     found = {r["name"]: r["task"] for r in run.json()["recipes"]}
     assert found == {"mistral-7b-verbosity": "verbosity", "qwen3-14b-verbosity": "verbosity",
                      "tiny-verbosity": "verbosity", "qwen3-0.6b-movielens": "classification",
-                     "qwen3-8b-movielens": "classification", "tiny-movielens": "classification"}
+                     "qwen3-8b-movielens": "classification", "tiny-movielens": "classification",
+                     "qwen3-14b-iac": "verbosity", "tiny-iac": "verbosity"}
     table = project.orch("recipes")
     assert table.code == 0 and "qwen3-8b-movielens" in table.stderr and "classification" in table.stderr
 

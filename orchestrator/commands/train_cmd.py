@@ -27,6 +27,7 @@ def train(app: App, job, instance, follow, resume, extra_epochs, force):
     from ..deploy import deploy as run_deploy
     from ..run_plan import plan_document, ship
     from ..runs import start_training
+    from ..stages import resolve_parent
 
     found_job, target = app.inventory.resolve(job, instance)
     check_job_inputs(found_job)  # bad input exits 2 here, before the instance is touched
@@ -35,15 +36,21 @@ def train(app: App, job, instance, follow, resume, extra_epochs, force):
         report = preflight_report(transport, found_job, target, s3, force)
         deployed = run_deploy(transport, target, found_job, s3=s3, driver_version=driver_version(report),
                               progress=not app.json, say=say)
+        parent = None if resume else resolve_parent(transport, target, app.inventory, found_job, s3,
+                                                    python=deployed.python, payload_dir=deployed.bundle_dir,
+                                                    progress=not app.json, say=say)
+        if parent is not None:
+            say(f"stage 2: {found_job.name} continues from {parent.run_id or parent.source} ({parent.adapter_dir})")
         plan = plan_document(found_job, target, s3, probe=report.probe, transport=transport)
         started = start_training(transport, target, found_job, deployed, resume=resume, extra_epochs=extra_epochs,
-                                 plan_file=ship(transport, target, plan, say=say))
+                                 plan_file=ship(transport, target, plan, say=say), parent=parent)
         say(f"run {started.run_id} {'resumed' if resume else 'started'} on {target.name} (pid {started.pid})",
             style="green")
         if not app.json:
             print(started.run_id, flush=True)
         doc = {"ok": True, "run_id": started.run_id, "run_dir": started.run_dir, "instance": target.name,
-               "job": found_job.name, "resumed": resume, "deploy": deployed.to_json()}
+               "job": found_job.name, "resumed": resume, "deploy": deployed.to_json(),
+               "parent": parent.to_json() if parent is not None else None}
         if not follow:
             if app.json:
                 emit_json(doc)

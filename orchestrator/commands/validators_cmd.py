@@ -48,7 +48,8 @@ def install_cmd(app: App, force: bool):
         say(f"note: {note}", style="yellow")
 
 
-def _show(doc: dict) -> None:
+def show_iac_report(doc: dict) -> None:
+    """The IaC report as tables: per kind, each validator's pass rate, the gates, failures, what was not checked."""
     for kind, part in doc["kinds"].items():
         rows = [(name, "-" if r["pass_rate"] is None else f"{r['pass_rate'] * 100:.0f}%", r["passed"], r["failed"],
                  r["unchecked"]) for name, r in part["validators"].items()]
@@ -91,5 +92,5 @@ def check_cmd(app: App, paths: tuple[str, ...], kind: str | None):
     if app.json:
         emit_json(doc)
     else:
-        _show(doc)
+        show_iac_report(doc)
     return 0 if doc["ok"] else 1

@@ -24,6 +24,8 @@ RECIPES = {
     "qwen3-0.6b-movielens": "qwen3_0_6b_movielens",
     "qwen3-8b-movielens": "qwen3_8b_movielens",
     "tiny-movielens": "tiny_movielens",
+    "qwen3-14b-iac": "qwen3_14b_iac",
+    "tiny-iac": "tiny_iac",
 }
 
 

@@ -4,7 +4,8 @@
 * `classification`: the answer is one of two label words (seed 003: "Yes"/"No"); accuracy, F1, precision and
   recall of greedy answers, the same answers inference gets.
 * `generation`: plain prompt-completion SFT; evaluation runs the named validators on the answers (the registry in
-  `remote_payload/validators.py` is empty until the stage-2 work plugs IaC validators in).
+  `remote_payload/validators.py`: `iac-terraform`, `iac-cloudformation`, `iac-kubernetes`, `iac-helm`,
+  `iac-pulumi`, each remote_payload/iac's validators for one kind).
 
 Each section is a frozen dataclass checked in `__post_init__`, like `Recipe` itself.
 """
@@ -100,7 +101,7 @@ class ClassificationEval:
 
 @dataclass(frozen=True)
 class GenerationEval:
-    """Answers to held-out prompts, checked by the named validators (none are registered yet)."""
+    """Answers to held-out prompts, checked by the named validators (remote_payload/validators.py)."""
 
     max_new_tokens: int = 256
     batch_size: int = 8
