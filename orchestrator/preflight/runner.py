@@ -100,7 +100,8 @@ class _PythonMissing(OrchError):
 # ---------------------------------------------------------------------- running it
 
 def _address(instance) -> str:
-    return "local" if instance.transport == "local" else f"{instance.user}@{instance.host}:{instance.port}"
+    return instance.address     # 'user@host:port', '... via bastion:22' behind a jump host, or 'local'
+
 
 
 class _S3Side:
