@@ -110,7 +110,7 @@ def trust(app: App, job, instance, replace, fingerprint):
 
     Behind bastions (`jump:` or ProxyJump), each bastion's key is recorded first, naming the hop, and the
     instance's key is fetched through them."""
-    from ..transport.jumps import trust_chain
+    from ..transport.trust import trust_chain
 
     _, target = app.inventory.resolve(job, instance, need_job=False)
     if target.transport != "ssh":

@@ -4,8 +4,7 @@ A `Hop` is one bastion, with what connecting to it needs (address, login, key, w
 recorded) and where each value came from. The inventory resolves them (`inventory.py`); `SshTransport`
 connects hop by hop: TCP to the first hop, then each next hop over a `direct-tcpip` channel of the one before
 (paramiko's `sock=channel`), so there is one TCP connection from this machine, and every hop's host key is
-checked before any credential is sent to it. `trust_chain` is `orch trust` for an instance behind bastions:
-it records each hop's key in turn (a hop is logged in to only once its key is recorded), then the target's.
+checked before any credential is sent to it. `orch trust` through the hops is in trust.py.
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from ..errors import InputError, RemoteError
+from ..errors import InputError
 from .errors import Unreachable
 
 SPEC = re.compile(r"^(?:ssh://)?(?:(?P<user>[A-Za-z0-9_][A-Za-z0-9_.\-]*)@)?"
@@ -100,39 +99,4 @@ def open_channel(hop, transport, target, timeout: float):
                           f"{addr(target)} ({exc or type(exc).__name__})", hint="try again") from None
 
 
-def trust_chain(instance, *, replace: bool = False, fingerprint: str | None = None, timeout: float | None = None):
-    """`orch trust` through the instance's hops: each endpoint's key is fetched over the previous hop (a
-    handshake, no login), recorded (or checked against its pin), and only then logged in to. Returns the
-    `TrustResult` of every endpoint, the instance's last; `fingerprint` applies to the instance's key."""
-    from .. import hostkeys
-    from . import keys
-    from .ssh import open_socket, start_transport
-
-    endpoints = [*instance.hops, instance]
-    results, opened = [], []
-    timeout = timeout if timeout is not None else float(instance.connect_timeout)
-    try:
-        sock = open_socket(endpoints[0], timeout)
-        for i, endpoint in enumerate(endpoints):
-            last = i == len(endpoints) - 1
-            try:
-                expected = hostkeys.expected_keys(endpoint)
-            except InputError:
-                expected = None
-            transport = start_transport(endpoint, sock, expected, timeout)
-            opened.append(transport)
-            key = transport.get_remote_server_key()
-            result = hostkeys.trust(endpoint, lambda: key, replace=replace, fingerprint=fingerprint if last else None)
-            result.hop = getattr(endpoint, "role", "") or None
-            results.append(result)
-            if last:
-                break
-            keys.authenticate(endpoint, transport)
-            sock = open_channel(endpoint, transport, endpoints[i + 1], timeout)
-    finally:
-        for transport in reversed(opened):
-            transport.close()
-    return results
-
-
-__all__ = ["Hop", "addr", "open_channel", "parse_spec", "role_of", "trust_chain", "RemoteError"]
+__all__ = ["Hop", "addr", "open_channel", "parse_spec", "role_of"]

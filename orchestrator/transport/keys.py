@@ -16,7 +16,6 @@ import os
 import sys
 import threading
 
-from ..errors import InputError
 from .errors import KeyFileError, LoginRefused
 
 _prompted: dict[str, str] = {}
@@ -148,4 +147,4 @@ def authenticate(endpoint, transport, offered=None) -> str:
              "on Amazon Linux)?")
 
 
-__all__ = ["authenticate", "credentials", "load_key_file", "InputError"]
+__all__ = ["authenticate", "credentials", "load_key_file"]
