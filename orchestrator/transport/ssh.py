@@ -25,7 +25,7 @@ from .. import hostkeys
 from . import jumps, keys
 from ..errors import InputError, RemoteError
 from .base import Result, Stalled, command_failed
-from .errors import KeyFileError, LoginRefused, Timeout, Unreachable  # noqa: F401  (re-exported: callers import them from here)
+from .errors import Timeout, Unreachable
 from .jumps import addr
 from .keepalive import Keepalive
 
