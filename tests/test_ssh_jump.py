@@ -355,3 +355,44 @@ def test_jumps_naming_inventory_instances_and_ssh_config_values_are_checked_wher
     for name in ("loop", "bad"):
         with pytest.raises(InputError, match="jump"):
             inv.instance(name)
+
+
+def test_an_encrypted_key_without_a_passphrase_setting_is_asked_for_once_on_a_terminal(jump_pair, tmp_path):
+    import pty
+    import sys
+
+    key = tmp_path / "id_locked"
+    passphrase = "typed-" + os.urandom(4).hex()
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", passphrase, "-f", str(key)], check=True)
+    for server in (jump_pair.bastion, jump_pair.target):
+        server.authorize(Path(f"{key}.pub"))
+    inventory = project(jump_pair, tmp_path, key=str(key))
+    batch = run(inventory, "preflight", "--instance", "behind")      # no terminal: no prompt, a clear refusal
+    assert batch.code == 2 and f"SSH key {key} is protected by a passphrase" in batch.stderr
+    assert "key_passphrase" in batch.stderr
+    pid, fd = pty.fork()
+    if pid == 0:       # the child: orch on a terminal
+        os.chdir(tmp_path)
+        os.execve(sys.executable, [sys.executable, "-m", "orchestrator", "--inventory", str(inventory), "preflight",
+                                   "--instance", "behind"], {**os.environ, "PYTHONPATH": str(ROOT)})
+    seen = b""
+    try:
+        deadline = time.monotonic() + 60
+        while b"passphrase for" not in seen:
+            assert time.monotonic() < deadline, seen
+            seen += os.read(fd, 4096)
+        os.write(fd, passphrase.encode() + b"\n")
+        while True:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:      # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        _, status = os.waitpid(pid, 0)
+    text = seen.decode(errors="replace")
+    assert os.waitstatus_to_exitcode(status) == 0, text
+    assert text.count("passphrase for") == 1       # one key file for both hops: asked once
+    assert "behind: ready" in text and passphrase not in text

@@ -11,6 +11,7 @@ module only maps its answer onto orch's instance fields and finds the line each 
 from __future__ import annotations
 
 import fnmatch
+import functools
 import os
 import re
 from pathlib import Path
@@ -33,6 +34,16 @@ def shown(path: Path) -> str:
     home = os.path.expanduser("~")
     text = str(path)
     return "~" + text[len(home):] if home not in ("", "/") and text.startswith(home + os.sep) else text
+
+
+@functools.lru_cache(maxsize=8)
+def _parsed(path: str, mtime_ns: int, size: int):
+    """One parse per file version, however many instances and hops look things up in it."""
+    return _parse(Path(path)), _text(Path(path))
+
+
+def _text(path: Path) -> list[str]:
+    return path.read_text(errors="replace").splitlines()
 
 
 def _parse(path: Path):
@@ -60,12 +71,12 @@ def _host_matches(patterns: list[str], alias: str) -> bool:
     return matched
 
 
-def _lines(path: Path, alias: str) -> dict[str, str]:
+def _lines(path: Path, text: list[str], alias: str) -> dict[str, str]:
     """keyword -> 'file:line (Host pattern)' of the first line that sets it in a block applying to `alias`
     (a `Match` block counts as applying: paramiko decided it did when it returned the value)."""
     found: dict[str, str] = {}
     block, applies = "", True
-    for number, raw in enumerate(path.read_text(errors="replace").splitlines(), 1):
+    for number, raw in enumerate(text, 1):
         m = _LINE.match(raw.split("#", 1)[0]) if not raw.lstrip().startswith("#") else None
         if not m:
             continue
@@ -82,9 +93,14 @@ def _lines(path: Path, alias: str) -> dict[str, str]:
 def lookup(path: Path, alias: str) -> dict[str, tuple[object, str]]:
     """The orch fields `alias` resolves to in the config at `path`: field -> (value, origin). Only what the
     file sets is returned (no OpenSSH defaults), so the inventory's own values and defaults still apply."""
-    config = _parse(path)
+    try:
+        stat = path.stat()
+    except OSError as exc:
+        raise InputError(f"cannot read ssh config {path}: {exc.strerror}",
+                         hint="fix the file, or set ssh_config: false on the instance") from None
+    config, text = _parsed(str(path), stat.st_mtime_ns, stat.st_size)
     answer = config.lookup(alias)
-    origins = _lines(path, alias)
+    origins = _lines(path, text, alias)
     out: dict[str, tuple[object, str]] = {}
     for name, word in KEYWORDS.items():
         if word not in answer or word not in origins:
