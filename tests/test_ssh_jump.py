@@ -396,3 +396,26 @@ def test_an_encrypted_key_without_a_passphrase_setting_is_asked_for_once_on_a_te
     assert os.waitstatus_to_exitcode(status) == 0, text
     assert text.count("passphrase for") == 1       # one key file for both hops: asked once
     assert "behind: ready" in text and passphrase not in text
+
+
+def test_ssh_config_values_follow_openssh_first_match_wins_and_a_missing_file_named_is_bad_input(tmp_path):
+    from orchestrator.errors import InputError
+    from orchestrator.inventory import load_inventory
+
+    (tmp_path / "cfg").write_text("Host gpu-* !gpu-old\n  User ubuntu\n  ServerAliveInterval 7\n"
+                                  "Host gpu-a\n  HostName 203.0.113.10\n  User ignored-second\n"
+                                  "Host *\n  Port 2200\n  ServerAliveCountMax 5\n  ProxyJump none\n")
+    base = {"work_dir": "/w", "models_dir": "/m", "key": "k.pem", "ssh_config": "cfg"}
+    inventory = write_inventory(tmp_path, {"a": {**base, "host": "gpu-a"},
+                                           "old": {**base, "host": "gpu-old", "user": "ec2-user"},
+                                           "missing": {**base, "host": "gpu-a", "ssh_config": "nope"}})
+    inv = load_inventory(inventory)
+    a = inv.instance("a")
+    assert (a.host, a.user, a.port, a.server_alive_interval, a.server_alive_count_max, a.jump) == \
+        ("203.0.113.10", "ubuntu", 2200, 7.0, 5, [])
+    assert a.origin("user") == f"{tmp_path}/cfg:2 (Host gpu-* !gpu-old)"
+    assert a.origin("host") == f"{tmp_path}/cfg:5 (Host gpu-a)"
+    old = inv.instance("old")            # negated out of the first block; its own user from the inventory
+    assert (old.host, old.user, old.server_alive_interval) == ("gpu-old", "ec2-user", 15.0)
+    with pytest.raises(InputError, match=r"ssh config .*nope does not exist"):
+        inv.instance("missing")
