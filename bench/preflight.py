@@ -134,8 +134,9 @@ def main() -> int:
         if jump is not None:
             m = jump["median_ms"]
             print(f"through one jump host (bastion sshd, target in a network namespace), {args.runs} runs each:")
-            print(f"  {'orch preflight --json':28s} {m['preflight_jump']:7.1f} ms   {jump['min_ms']['preflight_jump']:7.1f} ms")
-            print(f"  {'ssh -J bastion target true':28s} {m['ssh_jump_true']:7.1f} ms   {jump['min_ms']['ssh_jump_true']:7.1f} ms")
+            for key, label in (("preflight_jump", "orch preflight --json"),
+                               ("ssh_jump_true", "ssh -J bastion target true")):
+                print(f"  {label:28s} {m[key]:7.1f} ms   {jump['min_ms'][key]:7.1f} ms")
             print(f"  ratio preflight / ssh -J     {jump['ratio_preflight_to_ssh_jump_true']:7.2f}      "
                   f"(target <= {TARGET_JUMP_RATIO})")
             print("  " + ("OK" if jump["ok"] else "OVER TARGET"))

@@ -79,7 +79,8 @@ def load_key_file(endpoint):
         if secret is not None:
             source = endpoint.origin("key_passphrase") if endpoint.key_passphrase else "the passphrase typed"
             raise KeyFileError(f"{_who(endpoint)} wrong passphrase for SSH key {path}",
-                               hint=f"the passphrase comes from {source}; `ssh-keygen -y -f {path}` checks it") from None
+                               hint=f"the passphrase comes from {source}; `ssh-keygen -y -f {path}` checks it"
+                               ) from None
         raise KeyFileError(f"{_who(endpoint)} {path} is not a private key paramiko can read ({exc})",
                            hint=f"the path comes from {where}; it must be the private half (not the .pub)") from None
 

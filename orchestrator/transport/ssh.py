@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import errno
 import logging
-import os
 import re
 import shlex
 import socket
@@ -22,8 +21,8 @@ import threading
 import time
 
 from .. import hostkeys
-from . import jumps, keys
 from ..errors import InputError, RemoteError
+from . import jumps, keys
 from .base import Result, Stalled, command_failed
 from .errors import Timeout, Unreachable
 from .jumps import addr
@@ -91,7 +90,8 @@ def open_socket(instance, timeout: float | None = None) -> socket.socket:
     try:
         sock = socket.create_connection((host, port), timeout=timeout)
     except socket.gaierror as exc:
-        raise Unreachable(f"{instance.name}: cannot resolve {getattr(instance, 'role', '') or 'host'} {host!r} ({exc.strerror})",
+        what = getattr(instance, "role", "") or "host"
+        raise Unreachable(f"{instance.name}: cannot resolve {what} {host!r} ({exc.strerror})",
                           hint=f"{hint_host}; is the address right?") from None
     except ConnectionRefusedError:
         raise Unreachable(f"{instance.name}: connection refused by {at} (nothing listens on that port)",
@@ -335,11 +335,14 @@ class SshTransport:
         KeyFileError / hostkeys.KnownHostsError (bad input), Unreachable / Timeout, HostKeyError, LoginRefused,
         each naming the hop it happened at."""
         endpoints = self.endpoints
-        # bad input (a missing key, a wrong passphrase, a broken known_hosts) before any network traffic
-        prepared = [(e, keys.credentials(e), hostkeys.expected_keys(e)) for e in endpoints]
         timeout = self.connect_timeout
         opened: list = []
+        prepared: list = []
         try:
+            # bad input (a missing key, a wrong passphrase, a broken known_hosts) before any network traffic
+            for endpoint in endpoints:
+                prepared.append((endpoint, keys.credentials(endpoint), None))
+                prepared[-1] = (endpoint, prepared[-1][1], hostkeys.expected_keys(endpoint))
             sock = open_socket(endpoints[0], timeout)
             for i, (endpoint, (offered, agent), expected) in enumerate(prepared):
                 try:
