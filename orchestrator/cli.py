@@ -85,7 +85,9 @@ def show(app: App, job: str | None, instance: str | None):
     if app.json:
         emit_json(doc)
         return
-    rows = [(k, v, target.origins.get(k, "default")) for k, v in settings.items() if k not in ("expect", "name")]
+    rows = [(k, v, target.origins.get(k, "default")) for k, v in settings.items()
+            if k not in ("expect", "name", "hops")]
+    rows += [(f"jump {i + 1} ({hop.role})", hop.address, hop.origin("host")) for i, hop in enumerate(target.hops)]
     rows += [(f"expect.{k}", v, target.origins.get(f"expect.{k}", "default")) for k, v in settings["expect"].items()]
     from .output import table
 

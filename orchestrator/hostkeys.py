@@ -95,7 +95,9 @@ def entry_name(host: str, port: int) -> str:
 
 
 def _address(instance) -> str:
-    return f"{instance.host}:{instance.port}"
+    """'203.0.113.10:22', or 'bastion 203.0.113.5:22' for a jump host (a transport.jumps.Hop)."""
+    role = getattr(instance, "role", "")
+    return f"{role} {instance.host}:{instance.port}" if role else f"{instance.host}:{instance.port}"
 
 
 def _host_phrase(instance) -> str:
@@ -248,10 +250,12 @@ class TrustResult:
     status: str            # "added", "replaced", "already-known", "matches-pinned"
     file: str | None
     line: str
+    hop: str | None = None   # "bastion" (or "bastion 2", "bastion NAME") for a jump host; None: the instance
 
     def to_json(self) -> dict:
         return {"instance": self.instance, "address": self.address, "key_type": self.key_type,
-                "fingerprint": self.fingerprint, "status": self.status, "known_hosts": self.file}
+                "fingerprint": self.fingerprint, "status": self.status, "known_hosts": self.file,
+                "hop": self.hop}
 
 
 def trust(instance, fetch_key, *, replace: bool = False, fingerprint: str | None = None) -> TrustResult:

@@ -23,13 +23,16 @@ from .s3 import FIELDS as S3_FIELDS
 from .s3 import SECRET_FIELDS as S3_SECRET_FIELDS
 from .s3 import S3Settings
 from .settings import Variables, is_secret_name, register_secret
+from .transport import jumps, ssh_config
 from .yamlfile import read_yaml
 
 DEFAULT_IMDS_URL = "http://169.254.169.254"
 TRANSPORTS = ("ssh", "local")
-SSH_ONLY = {"host", "port", "user", "key", "host_key", "known_hosts"}
+SSH_ONLY = {"host", "port", "user", "key", "host_key", "known_hosts", "key_passphrase", "agent", "identities_only",
+            "ssh_config", "jump", "server_alive_interval", "server_alive_count_max"}
 NULLABLE = {"python_env", "imds_url", "s3_endpoint", "host_key", "gpu", "instance_id", "instance_type", "hostname",
-            "s3_region", "eval_gate", "init_from"}
+            "s3_region", "eval_gate", "init_from", "key_passphrase", "agent", "ssh_config", "key"}
+NOT_WRITTEN = {"origins", "hops"}      # fields the loader fills, never read from the YAML
 S3_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?$")
 HOST = re.compile(r"^(?:[A-Za-z0-9_](?:[A-Za-z0-9_.\-]*[A-Za-z0-9_])?|\[?[0-9A-Fa-f:.]+\]?)$")
 USER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*\$?$")
@@ -62,7 +65,14 @@ class Instance:
     host: str | None = None
     port: int = 22
     user: str | None = None
-    key: str | None = None            # private key file on the controller
+    key: str | None = None            # private key file on the controller (or IdentityFile from ssh_config)
+    key_passphrase: str | None = None # an encrypted key's passphrase: `${VAR}` from .env (masked); unset: a prompt
+    agent: bool | None = None         # ssh-agent (SSH_AUTH_SOCK); None: only when no key file is given
+    identities_only: bool = False     # with a key file, never offer the agent's keys (IdentitiesOnly)
+    ssh_config: str | None = None     # the OpenSSH client config `host` is looked up in (None: not read)
+    jump: list = field(default_factory=list)   # bastions, first hop first: instance names or user@host:port
+    server_alive_interval: float = 15.0        # keepalive every N s (0: off); the link is given up after
+    server_alive_count_max: int = 3            # this many unanswered in a row, as ssh's ServerAlive* do
     host_key: str | None = None       # pinned "ssh-ed25519 AAAA..." (CI), checked before known_hosts
     known_hosts: str | None = None    # file `orch trust` writes to
     python: str = "python3"           # the system interpreter for the stdlib probe and supervisor
@@ -73,6 +83,7 @@ class Instance:
     connect_timeout: float = 10.0
     stall_timeout: float = 120.0      # seconds without a byte from a stream (fetch, logs) before it is failed
     expect: Expect = field(default_factory=Expect)
+    hops: list = field(default_factory=list, repr=False)    # `jump` resolved (transport.jumps.Hop), by the loader
     origins: dict[str, str] = field(default_factory=dict, repr=False)
 
     def origin(self, name: str) -> str:
@@ -82,21 +93,29 @@ class Instance:
 
     @property
     def address(self) -> str:
-        return "local" if self.transport == "local" else f"{self.user}@{self.host}:{self.port}"
+        if self.transport == "local":
+            return "local"
+        via = f" via {', '.join(f'{h.host}:{h.port}' for h in self.hops)}" if self.hops else ""
+        return f"{self.user}@{self.host}:{self.port}{via}"
 
     def __post_init__(self) -> None:
         if self.transport not in TRANSPORTS:
             raise InputError(f"instance {self.name}: transport must be one of {', '.join(TRANSPORTS)}, "
                              f"got {self.transport!r}")
         if self.transport == "ssh":
-            for required in ("host", "user", "key"):
+            for required in ("host", "user"):
                 if not getattr(self, required):
                     raise InputError(f"instance {self.name}: `{required}` is required for ssh",
-                                     hint=f"set instances.{self.name}.{required} (or defaults.{required})")
+                                     hint=f"set instances.{self.name}.{required} (or defaults.{required}), or "
+                                          f"give it for the host in ~/.ssh/config (ssh_config)")
             self._check_name("host", HOST, "a host name or IP address (no spaces, not starting with '-')")
             self._check_name("user", USER, "a login name (letters, digits, '_', '.', '-'; not starting with '-')")
         if not 0 < self.port < 65536:
             raise InputError(f"instance {self.name}: port {self.port} is out of range")
+        if self.server_alive_interval < 0 or self.server_alive_count_max < 1:
+            raise InputError(f"instance {self.name}: server_alive_interval must be >= 0 and server_alive_count_max "
+                             ">= 1", hint=f"they come from {self.origin('server_alive_interval')}, "
+                                          f"{self.origin('server_alive_count_max')}")
         for name in ("connect_timeout", "stall_timeout"):
             if getattr(self, name) <= 0:
                 raise InputError(f"instance {self.name}: {name} must be a positive number of seconds",
@@ -281,6 +300,12 @@ def load_inventory(path: str | Path | None = None, env_file: str | Path | None =
         _add(inventory.instances, inventory.unresolved, str(name), lambda: reader.instance(str(name), body, defaults))
     for name, body in reader.mapping(doc.get("jobs") or {}, "jobs").items():
         _add(inventory.jobs, inventory.unresolved, f"job:{name}", lambda: reader.job(str(name), body), key=str(name))
+    for name, instance in list(inventory.instances.items()):
+        if instance.jump:
+            _add(inventory.instances, inventory.unresolved, name,
+                 lambda: _with_hops(instance, inventory.instances, inventory.unresolved))
+            if name in inventory.unresolved:
+                inventory.instances.pop(name, None)
     known = set(inventory.instance_names)
     for job in inventory.jobs.values():
         if job.instance not in known:
@@ -314,6 +339,59 @@ def _add(target: dict, unresolved: dict, name: str, build, key: str | None = Non
         target[key or name] = build()
     except InputError as exc:
         unresolved[name] = exc
+
+
+def _with_hops(instance: Instance, instances: dict, unresolved: dict) -> Instance:
+    """`instance` with its `jump` list resolved into Hops, first hop first (the inventory's instance names included,
+    with their own jumps before them); each hop named "bastion", "bastion 2"... or "bastion NAME"."""
+    hops: list[tuple[jumps.Hop, bool]] = []
+    _add_hops(instance, instance.jump, instance.origin("jump"), instances, unresolved, hops, set())
+    hops_total = len(hops)
+    for i, (hop, named) in enumerate(hops):
+        if not named:
+            hop.role = jumps.role_of(i, hops_total)
+    instance.hops = [h for h, _ in hops]
+    return instance
+
+
+def _add_hops(target: Instance, specs: list[str], where: str, instances: dict, unresolved: dict,
+              out: list, seen: set) -> None:
+    if len(seen) > 8:
+        raise InputError(f"instance {target.name}: jump hosts lead to each other in a loop ({where})")
+    common = {k: getattr(target, k) for k in ("key_passphrase", "agent", "identities_only", "known_hosts",
+                                                 "connect_timeout", "server_alive_interval", "server_alive_count_max")}
+    for spec in specs:
+        if spec in unresolved:
+            raise unresolved[spec]
+        other = instances.get(spec)
+        if other is not None:
+            if other.transport != "ssh" or spec == target.name or spec in seen:
+                raise InputError(f"instance {target.name}: jump {spec!r} cannot be a bastion (itself, a loop, or "
+                                 "not an ssh instance)", hint=f"fix {where}")
+            _add_hops(target, other.jump, other.origin("jump"), instances, unresolved, out, seen | {spec})
+            fields_ = {k: getattr(other, k) for k in ("host", "port", "user", "key", "host_key", *common)}
+            out.append((jumps.Hop(target.name, f"bastion {spec}", **fields_, origins=dict(other.origins)), True))
+            continue
+        try:
+            user, host, port = jumps.parse_spec(spec)
+        except ValueError:
+            raise InputError(f"instance {target.name}: jump {spec!r} is not an instance name or user@host:port",
+                             hint=f"fix {where}") from None
+        origins = {k: where for k in ("host", "user", "port")}
+        found = ssh_config.lookup(Path(target.ssh_config), host) if target.ssh_config else {}
+        if found.get("jump", ([], ""))[0] and spec not in seen:
+            _add_hops(target, found["jump"][0], found["jump"][1], instances, unresolved, out, seen | {spec})
+        picked = {"host": host, "user": user, "port": port, "key": None}
+        for name in picked:
+            if name in found and (picked[name] is None or name == "host"):
+                picked[name], origins[name] = found[name]
+        if picked["user"] is None:
+            picked["user"], origins["user"] = target.user, target.origin("user")
+        if picked["key"] is None:
+            picked["key"], origins["key"] = target.key, target.origin("key")
+        origins.update({k: target.origin(k) for k in common})
+        out.append((jumps.Hop(target.name, "bastion", picked["host"], picked["port"] or 22, picked["user"],
+                              picked["key"], **common, origins=origins), False))
 
 
 class _Reader:
@@ -359,7 +437,7 @@ class _Reader:
 
     def build(self, cls, body: dict, where: str, fixed: dict, inherited: set[str] = frozenset()
               ) -> tuple[dict, dict[str, str]]:
-        specs = {f.name: f for f in fields(cls) if f.name not in fixed and f.name != "origins"}
+        specs = {f.name: f for f in fields(cls) if f.name not in fixed and f.name not in NOT_WRITTEN}
         self.check_keys(body, where, set(specs))
         values, origins = dict(fixed), {}
         for name, raw in body.items():
@@ -400,6 +478,9 @@ class _Reader:
         merged = {**defaults, **own}
         inherited = {k for k in defaults if k not in own}
         values, origins = self.build(Instance, merged, where, {"name": name}, inherited)
+        if values.get("transport", "ssh") == "ssh":
+            self.ssh_config(values, origins, merged, where)
+        register_secret(values.get("key_passphrase"))
         for key in ("key", "known_hosts"):
             if values.get(key):
                 values[key] = str(self._local_path(values[key]))
@@ -421,6 +502,33 @@ class _Reader:
             return Instance(**values, origins=origins)
         except InputError as exc:
             raise InputError(f"{self.at(where)}{exc.message}", exc.hint) from None
+
+    def ssh_config(self, values: dict, origins: dict, merged: dict, where: str) -> None:
+        """`ssh_config: true|false|PATH` (unset: ~/.ssh/config when it exists): `host` looked up there as a Host
+        alias; what the inventory gives wins, what the file gives is taken with its file:line."""
+        raw = values.get("ssh_config")
+        flag = str(raw).lower() if raw is not None else None
+        if flag in ("false", "no", "0", "off"):
+            values["ssh_config"] = None
+            return
+        if flag is None or flag in ("true", "yes", "1", "on"):
+            path = ssh_config.default_path()
+            if flag is None and not path.is_file():
+                values["ssh_config"] = None
+                return
+            if flag is None:
+                origins["ssh_config"] = f"default ({ssh_config.shown(path)} exists)"
+        else:
+            path = self._local_path(str(raw))
+        if not path.is_file():
+            raise InputError(f"{self.at(where + '.ssh_config')}ssh config {path} does not exist",
+                             hint=f"fix {where}.ssh_config (true: ~/.ssh/config; false: none)")
+        values["ssh_config"] = str(path)
+        if not values.get("host"):
+            return
+        for name, (value, origin) in ssh_config.lookup(path, values["host"]).items():
+            if name == "host" or name not in merged:
+                values[name], origins[name] = value, origin
 
     def job(self, name: str, body: Any) -> Job:
         where = f"jobs.{name}"
@@ -460,13 +568,19 @@ class _Reader:
 
 def _field_type(f) -> type:
     text = str(f.type)
-    for name, kind in (("Expect", Expect), ("dict", dict), ("int", int), ("float", float), ("bool", bool)):
+    for name, kind in (("Expect", Expect), ("dict", dict), ("list", list), ("int", int), ("float", float),
+                       ("bool", bool)):
         if text.startswith(name):
             return kind
     return str
 
 
 def _convert(raw: Any, kind: type) -> Any:
+    if kind is list:   # a YAML list of names, or one comma-separated string (as ProxyJump writes it)
+        items = raw if isinstance(raw, list) else str(raw).split(",")
+        if any(isinstance(i, (dict, list)) for i in items):
+            raise TypeError
+        return [str(i).strip() for i in items if str(i).strip()]
     if kind is str:
         if isinstance(raw, (dict, list)):
             raise TypeError
@@ -489,4 +603,5 @@ def _convert(raw: Any, kind: type) -> Any:
 
 
 def _type_name(kind: type) -> str:
-    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(kind, str(kind))
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string",
+            list: "a list"}.get(kind, str(kind))

@@ -106,15 +106,28 @@ def _show(report, *, verbose: int = 0) -> None:
                                                           "(e.g. from the EC2 console output).")
 @common
 def trust(app: App, job, instance, replace, fingerprint):
-    """Fetch the instance's SSH host key (no login) and record it in its known_hosts file."""
-    from .. import hostkeys
-    from ..transport.ssh import fetch_host_key
+    """Fetch the instance's SSH host key (no login) and record it in its known_hosts file.
+
+    Behind bastions (`jump:` or ProxyJump), each bastion's key is recorded first, naming the hop, and the
+    instance's key is fetched through them."""
+    from ..transport.trust import trust_chain
 
     _, target = app.inventory.resolve(job, instance, need_job=False)
-    result = hostkeys.trust(target, lambda: fetch_host_key(target), replace=replace, fingerprint=fingerprint)
+    if target.transport != "ssh":
+        from ..hostkeys import trust as trust_one
+
+        trust_one(target, lambda: None)   # raises: there is no host key to trust
+    results = trust_chain(target, replace=replace, fingerprint=fingerprint)
+    result = results[-1]
     if app.json:
-        emit_json({"ok": True, **result.to_json()})
+        emit_json({"ok": True, **result.to_json(), "hops": [r.to_json() for r in results[:-1]]})
         return 0
+    for one in results:
+        _say_trusted(one)
+    return 0
+
+
+def _say_trusted(result) -> None:
     messages = {
         "added": f"recorded {result.key_type} {result.fingerprint} for {result.instance} ({result.address}) "
                  f"in {result.file}",
@@ -129,4 +142,3 @@ def trust(app: App, job, instance, replace, fingerprint):
     if result.status in ("added", "replaced"):
         say("  compare this fingerprint with the one the instance printed at boot (EC2 console output) "
             "if you have not already", style="dim")
-    return 0

@@ -100,7 +100,8 @@ class _PythonMissing(OrchError):
 # ---------------------------------------------------------------------- running it
 
 def _address(instance) -> str:
-    return "local" if instance.transport == "local" else f"{instance.user}@{instance.host}:{instance.port}"
+    return instance.address     # 'user@host:port', '... via bastion:22' behind a jump host, or 'local'
+
 
 
 class _S3Side:
@@ -246,12 +247,17 @@ def _connect(instance, report: PreflightReport):
 
 
 def _host_key_detail(transport) -> str:
+    """'ssh-ed25519 SHA256:... matches known_hosts line 2 of ...', each bastion's first when there are any."""
     from ..hostkeys import describe_key
+    from ..transport.jumps import addr
 
-    key = transport.server_key
-    known = transport.host_key
-    text = describe_key(key) if key is not None else "?"
-    return f"{text} matches {known.source}" if known is not None else text
+    parts = []
+    for endpoint, key, known in getattr(transport, "hop_keys", []) or [(transport.instance, transport.server_key,
+                                                                           transport.host_key)]:
+        text = describe_key(key) if key is not None else "?"
+        text = f"{text} matches {known.source}" if known is not None else text
+        parts.append(f"{addr(endpoint)}: {text}" if getattr(endpoint, "role", "") else text)
+    return "; ".join(parts)
 
 
 def run_many(targets: list[tuple], *, max_workers: int = 16) -> list[PreflightReport]:

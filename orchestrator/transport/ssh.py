@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import errno
 import logging
-import os
 import re
 import shlex
 import socket
@@ -23,8 +22,11 @@ import time
 
 from .. import hostkeys
 from ..errors import InputError, RemoteError
+from . import jumps, keys
 from .base import Result, Stalled, command_failed
-from .errors import KeyFileError, LoginRefused, Timeout, Unreachable
+from .errors import Timeout, Unreachable
+from .jumps import addr
+from .keepalive import Keepalive
 
 # paramiko logs handshake/auth failures at ERROR; we report them ourselves, once, as clear errors.
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
@@ -33,7 +35,6 @@ logging.getLogger("paramiko").propagate = False
 WINDOW_SIZE = 64 * 1024 * 1024       # per channel: keep the server sending while we write to disk
 MAX_PACKET_SIZE = 256 * 1024         # largest SSH packet we accept: fewer packets, less Python per MB
 READ_CHUNK = 4 * 1024 * 1024
-KEEPALIVE_S = 15
 INLINE_STDIN = 1024 * 1024           # smaller stdin is written before reading (the server's window is 2 MB)
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Fast AEAD ciphers first (one C call per packet instead of cipher + separate HMAC).
@@ -55,7 +56,8 @@ def _connect_timeout(instance, timeout: float | None) -> float:
 
 
 def _addr(instance) -> str:
-    return f"{instance.host}:{instance.port}"
+    """'203.0.113.10:22', or 'bastion 203.0.113.5:22' for a jump host."""
+    return addr(instance)
 
 
 def command_line(argv: list[str], env: dict[str, str] | None = None, cwd: str | None = None) -> str:
@@ -83,24 +85,26 @@ def open_socket(instance, timeout: float | None = None) -> socket.socket:
     """A TCP connection to the instance's sshd, TCP_NODELAY on; failures say what to check."""
     timeout = _connect_timeout(instance, timeout)
     host, port = instance.host, int(instance.port)
+    at = _addr(instance)
     hint_host = f"the host comes from {instance.origin('host')}, the port from {instance.origin('port')}"
     try:
         sock = socket.create_connection((host, port), timeout=timeout)
     except socket.gaierror as exc:
-        raise Unreachable(f"{instance.name}: cannot resolve host {host!r} ({exc.strerror})",
+        what = getattr(instance, "role", "") or "host"
+        raise Unreachable(f"{instance.name}: cannot resolve {what} {host!r} ({exc.strerror})",
                           hint=f"{hint_host}; is the address right?") from None
     except ConnectionRefusedError:
-        raise Unreachable(f"{instance.name}: connection refused by {host}:{port} (nothing listens on that port)",
+        raise Unreachable(f"{instance.name}: connection refused by {at} (nothing listens on that port)",
                           hint=f"is the instance running and sshd up? {hint_host}") from None
     except (socket.timeout, TimeoutError):
-        raise Timeout(f"{instance.name}: no answer from {host}:{port} within {timeout:g} s",
+        raise Timeout(f"{instance.name}: no answer from {at} within {timeout:g} s",
                           hint=f"is the instance running, and does its security group allow SSH from this "
                                f"machine? {hint_host}") from None
     except OSError as exc:
         reason = exc.strerror or str(exc)
         if exc.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
             reason = f"host unreachable ({reason})"
-        raise Unreachable(f"{instance.name}: cannot connect to {host}:{port}: {reason}",
+        raise Unreachable(f"{instance.name}: cannot connect to {at}: {reason}",
                           hint=f"{hint_host}; is the instance running?") from None
     # Nagle + delayed ACKs cost ~45 ms per command that sends stdin; measured on loopback: 51 ms -> 6 ms
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -144,26 +148,10 @@ def start_transport(instance, sock: socket.socket, expected=None, timeout: float
 
 
 def load_key(instance):
-    """The instance's private key; a missing or unreadable file is bad input (exit 2)."""
-    paramiko = _paramiko()
+    """The instance's private key file, opened (see keys.py: passphrases, bad input)."""
+    from .keys import load_key_file
 
-    path = os.path.expanduser(str(instance.key or ""))
-    where = instance.origin("key")
-    if not instance.key or not os.path.isfile(path):
-        raise KeyFileError(f"{instance.name}: SSH key file {path or '(none)'} does not exist",
-                         hint=f"the path comes from {where}; point it at the instance's private key (.pem)")
-    try:
-        return paramiko.PKey.from_path(path)
-    except paramiko.PasswordRequiredException:
-        raise KeyFileError(f"{instance.name}: SSH key {path} is protected by a passphrase",
-                         hint="use a key without a passphrase for orch (e.g. the EC2 key pair's .pem), "
-                              f"set in {where}") from None
-    except PermissionError:
-        raise KeyFileError(f"{instance.name}: cannot read SSH key {path} (permission denied)",
-                         hint=f"check the file's owner and mode (chmod 600); the path comes from {where}") from None
-    except (paramiko.SSHException, ValueError, OSError) as exc:
-        raise KeyFileError(f"{instance.name}: {path} is not a private key paramiko can read ({exc})",
-                         hint=f"the path comes from {where}; it must be the private half (not the .pub)") from None
+    return load_key_file(instance)
 
 
 def fetch_host_key(instance, timeout: float | None = None):
@@ -320,7 +308,10 @@ class SshTransport:
         self.connect_timeout = connect_timeout
         self.host_key = None        # hostkeys.KnownKey that matched
         self.server_key = None      # the server's paramiko key
+        self.hop_keys: list = []    # (endpoint, server key, hostkeys.KnownKey) for every hop and the instance
         self._transport = None
+        self._hops: list = []       # the bastions' paramiko transports, first hop first
+        self._keepalives: list = []
         self._lock = threading.Lock()
 
     # -- connection
@@ -329,41 +320,70 @@ class SshTransport:
         with self._lock:
             if self._transport is not None and self._transport.is_active():
                 return self
+            self._close_all()
             self._transport = self._connect()
         return self
 
-    def _connect(self):
-        """Key file, recorded host keys, TCP, handshake, host-key check, login; each failure its own type:
-        KeyFileError / hostkeys.KnownHostsError (bad input), Unreachable / Timeout, HostKeyError, LoginRefused."""
-        paramiko = _paramiko()
+    @property
+    def endpoints(self) -> list:
+        """The bastions (instance.hops), then the instance: the order connections are made in."""
+        return [*getattr(self.instance, "hops", []), self.instance]
 
-        instance = self.instance
-        pkey = load_key(instance)                      # bad input before any network traffic
-        expected = hostkeys.expected_keys(instance)
-        sock = open_socket(instance, self.connect_timeout)
-        transport = None
+    def _connect(self):
+        """Keys, recorded host keys, then for each endpoint (every bastion, then the instance): handshake,
+        host-key check, login, and a `direct-tcpip` channel on to the next one. Each failure its own type:
+        KeyFileError / hostkeys.KnownHostsError (bad input), Unreachable / Timeout, HostKeyError, LoginRefused,
+        each naming the hop it happened at."""
+        endpoints = self.endpoints
+        timeout = self.connect_timeout
+        opened: list = []
+        prepared: list = []
         try:
-            transport = start_transport(instance, sock, expected, self.connect_timeout)
-            self.server_key = transport.get_remote_server_key()
-            self.host_key = hostkeys.check(instance, self.server_key, expected)   # raises on unknown/changed
-            try:
-                transport.auth_publickey(instance.user, pkey)
-            except paramiko.AuthenticationException:
-                raise LoginRefused(
-                    f"{instance.name}: {instance.user}@{_addr(instance)} refused the key {instance.key}",
-                    hint=f"the key comes from {instance.origin('key')}, the user from "
-                         f"{instance.origin('user')}: is this the key pair the instance was launched with, "
-                         f"and the right login (`ubuntu` on Ubuntu AMIs, `ec2-user` on Amazon Linux)?") from None
-            except (paramiko.SSHException, EOFError, OSError) as exc:
-                raise LoginRefused(f"{instance.name}: login to {_addr(instance)} failed: {exc or type(exc).__name__}",
-                                   hint=f"the user comes from {instance.origin('user')}") from None
-            transport.set_keepalive(KEEPALIVE_S)
-            return transport
+            # bad input (a missing key, a wrong passphrase, a broken known_hosts) before any network traffic
+            for endpoint in endpoints:
+                prepared.append((endpoint, keys.credentials(endpoint), None))
+                prepared[-1] = (endpoint, prepared[-1][1], hostkeys.expected_keys(endpoint))
+            sock = open_socket(endpoints[0], timeout)
+            for i, (endpoint, (offered, agent), expected) in enumerate(prepared):
+                try:
+                    transport = start_transport(endpoint, sock, expected, timeout)
+                except BaseException:
+                    sock.close()
+                    raise
+                opened.append(transport)
+                server_key = transport.get_remote_server_key()
+                known = hostkeys.check(endpoint, server_key, expected)   # raises on unknown/changed
+                self.hop_keys.append((endpoint, server_key, known))
+                if endpoint is self.instance:
+                    self.server_key, self.host_key = server_key, known
+                keys.authenticate(endpoint, transport, offered)
+                if agent is not None:
+                    agent.close()
+                self._keepalives.append(Keepalive(transport, endpoint.server_alive_interval,
+                                                  endpoint.server_alive_count_max).start())
+                if i + 1 < len(prepared):
+                    sock = jumps.open_channel(endpoint, transport, endpoints[i + 1],
+                                              _connect_timeout(endpoint, timeout))
+            self._hops = opened[:-1]
+            return opened[-1]
         except BaseException:
+            for _, (_, agent), _ in prepared:
+                if agent is not None:
+                    agent.close()
+            for keepalive in self._keepalives:
+                keepalive.stop()
+            self._keepalives = []
+            for transport in reversed(opened):
+                transport.close()
+            raise
+
+    def _close_all(self) -> None:
+        for keepalive in self._keepalives:
+            keepalive.stop()
+        for transport in [self._transport, *reversed(self._hops)]:
             if transport is not None:
                 transport.close()
-            sock.close()
-            raise
+        self._transport, self._hops, self._keepalives, self.hop_keys = None, [], [], []
 
     def _channel(self):
         paramiko = _paramiko()
@@ -392,9 +412,7 @@ class SshTransport:
 
     def close(self) -> None:
         with self._lock:
-            if self._transport is not None:
-                self._transport.close()
-                self._transport = None
+            self._close_all()
 
     def __enter__(self) -> "SshTransport":
         return self.connect()
