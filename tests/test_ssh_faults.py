@@ -4,8 +4,8 @@ and a fetch whose connection is cut says why and resumes on the next run."""
 
 from __future__ import annotations
 
-import json
 import contextlib
+import json
 import os
 import signal
 import subprocess
