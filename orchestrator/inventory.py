@@ -126,7 +126,8 @@ class Job:
     s3_region: str | None = None
     s3_credentials: str = "instance"  # "instance": the box's own role; "forward": the controller's
     eval_gate: float | None = None    # set: an override of the recipe's gate (which is the one gate)
-    gpu: int = 0
+    gpu: int = 0                      # the GPU of a one-GPU run
+    gpus: str = "1"                   # GPUs of one run: N (> 1: torchrun DDP on N idle GPUs) or "all"
     origins: dict[str, str] = field(default_factory=dict, repr=False)   # field (overrides.KEY too) -> file:line
 
     def __post_init__(self) -> None:
@@ -136,6 +137,15 @@ class Job:
             raise InputError(f"job {self.name}: s3_credentials must be 'instance' or 'forward'")
         if self.eval_gate is not None and self.eval_gate <= 0:
             raise InputError(f"job {self.name}: eval_gate must be positive")
+        self.gpus = str(self.gpus).strip().lower()
+        if self.gpus != "all" and not (self.gpus.isdigit() and int(self.gpus) >= 1):
+            raise InputError(f"job {self.name}: gpus must be a number >= 1 or 'all', got {self.gpus!r}",
+                             hint=f"it comes from {self.origins.get('gpus', 'the command line')}")
+
+    @property
+    def gpu_count(self) -> int | None:
+        """GPUs one run of this job uses; None for "all" (every GPU of the instance)."""
+        return None if self.gpus == "all" else int(self.gpus)
 
 
 @dataclass

@@ -1,0 +1,75 @@
+"""Start one run of a job on one instance: preflight, deploy, plan, pick the GPUs, start it detached.
+
+What `orch train` does per instance (once, or once per box with `--instance a --instance b` / `--fleet`) and what
+a sweep does per placed point. The GPUs: the job's `gpu` for a one-GPU run; for `gpus: N|all` the lowest N GPUs
+that no foreign process holds (orchestrator/gpu_pick.py) and no orch run of this instance has locked.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from .gpu_pick import all_gpus, choose, usable_gpus
+from .inventory import Instance, Job
+
+ACTIVE = ("starting", "running", "unknown")
+
+
+@dataclass
+class Launched:
+    started: object          # runs.Started
+    deployed: object         # deploy.DeployResult
+    job: Job
+    instance: Instance
+
+
+def on_instance(job: Job, instance: Instance, gpus: str | None = None) -> Job:
+    """The job as it runs on `instance` (asked for explicitly: --instance a --instance b, --fleet, a sweep),
+    with `--gpus` applied."""
+    changes = {"instance": instance.name}
+    if gpus is not None:
+        changes["gpus"] = str(gpus)
+    return dataclasses.replace(job, **changes)
+
+
+def locked_gpus(runs: list[dict]) -> set[int]:
+    """GPUs that this instance's active (or unknown: possibly active) orch runs hold."""
+    held: set[int] = set()
+    for run in runs:
+        if run.get("state") in ACTIVE:
+            meta = run.get("meta") or {}
+            held.update(g for g in (meta.get("gpus") or [meta.get("gpu")]) if isinstance(g, int))
+    return held
+
+
+def pick_gpus(job: Job, instance: Instance, probe: dict | None, runs: list[dict]) -> list[int] | None:
+    """The run's GPUs; None: the job's one `gpu` (a plain run, exactly as before)."""
+    if job.gpus == "1":
+        return None
+    probe = probe or {}
+    want = instance.expect.gpu
+    return choose(instance.name, job.gpu_count, usable_gpus(probe, want, instance.expect.max_gpu_used_mib),
+                  all_gpus(probe, want), frozenset(locked_gpus(runs)))
+
+
+def launch(app, job: Job, instance: Instance, transport, *, force: bool = False, resume: bool = False,
+           extra_epochs: int | None = None, say=None, meta_extra: dict | None = None,
+           gpus: list[int] | None = None) -> Launched:
+    """Preflight (refused unless --force), deploy, ship the plan, start the run. `gpus`: placed by the caller
+    (a sweep); else picked here."""
+    from .commands.session import driver_version, preflight_report
+    from .deploy import deploy as run_deploy
+    from .run_plan import plan_document, ship
+    from .runs import list_runs, start_training
+
+    s3 = app.inventory.s3_settings(job, instance)
+    report = preflight_report(transport, job, instance, s3, force)
+    deployed = run_deploy(transport, instance, job, s3=s3, driver_version=driver_version(report),
+                          progress=not app.json, say=say)
+    if gpus is None:
+        gpus = pick_gpus(job, instance, report.probe, list_runs(transport, instance) if job.gpus != "1" else [])
+    plan = plan_document(job, instance, s3, probe=report.probe, transport=transport)
+    started = start_training(transport, instance, job, deployed, resume=resume, extra_epochs=extra_epochs,
+                             plan_file=ship(transport, instance, plan, say=say), gpus=gpus, meta_extra=meta_extra)
+    return Launched(started, deployed, job, instance)
