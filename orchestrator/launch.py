@@ -55,7 +55,7 @@ def pick_gpus(job: Job, instance: Instance, probe: dict | None, runs: list[dict]
 
 def launch(app, job: Job, instance: Instance, transport, *, force: bool = False, resume: bool = False,
            extra_epochs: int | None = None, say=None, meta_extra: dict | None = None,
-           gpus: list[int] | None = None) -> Launched:
+           gpus: list[int] | None = None, resume_run: str | None = None) -> Launched:
     """Preflight (refused unless --force), deploy, ship the plan, start the run. `gpus`: placed by the caller
     (a sweep); else picked here."""
     from .commands.session import driver_version, preflight_report
@@ -71,5 +71,6 @@ def launch(app, job: Job, instance: Instance, transport, *, force: bool = False,
         gpus = pick_gpus(job, instance, report.probe, list_runs(transport, instance) if job.gpus != "1" else [])
     plan = plan_document(job, instance, s3, probe=report.probe, transport=transport)
     started = start_training(transport, instance, job, deployed, resume=resume, extra_epochs=extra_epochs,
-                             plan_file=ship(transport, instance, plan, say=say), gpus=gpus, meta_extra=meta_extra)
+                             plan_file=ship(transport, instance, plan, say=say), gpus=gpus, meta_extra=meta_extra,
+                             resume_run=resume_run)
     return Launched(started, deployed, job, instance)

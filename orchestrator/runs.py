@@ -62,14 +62,16 @@ class Started:
 
 def start_training(transport: Transport, instance: Instance, job: Job, deployed: DeployResult, *,
                    resume: bool = False, extra_epochs: int | None = None, plan_file: str | None = None,
-                   gpus: list[int] | None = None, meta_extra: dict | None = None) -> Started:
+                   gpus: list[int] | None = None, meta_extra: dict | None = None,
+                   resume_run: str | None = None) -> Started:
     """`plan_file`: the run's plan on the instance (run_plan.ship), recorded by the run beside what it measures.
     `gpus`: the run's GPUs (default: the job's one `gpu`); more than one runs torchrun DDP, one process each.
-    `meta_extra`: more facts for supervise.json (a sweep's name and point)."""
+    `meta_extra`: more facts for supervise.json (a sweep's name and point). `resume_run`: the run --resume
+    continues (default: the job's latest on the instance)."""
     remote = Remote(transport, instance)
     gpus = sorted(gpus) if gpus else [job.gpu]
     if resume:
-        previous = find_run(transport, instance, job=job.name, run_id=None)
+        previous = find_run(transport, instance, job=None if resume_run else job.name, run_id=resume_run)
         if previous["state"] in ("running", "starting"):
             raise CheckFailed(f"{instance.name}: run {previous['run_id']} of {job.name} is still running",
                               hint=f"follow it with `orch logs --run {previous['run_id']} --follow`")
