@@ -64,7 +64,9 @@ def launch(app, job: Job, instance: Instance, transport, *, force: bool = False,
     from .runs import list_runs, start_training
 
     s3 = app.inventory.s3_settings(job, instance)
-    report = preflight_report(transport, job, instance, s3, force)
+    # runs on other GPUs of the box are no reason to refuse a run whose GPUs are chosen: its locks keep it apart
+    shared = ("active runs",) if gpus is not None or job.gpus != "1" else ()
+    report = preflight_report(transport, job, instance, s3, force, not_needed=shared)
     deployed = run_deploy(transport, instance, job, s3=s3, driver_version=driver_version(report),
                           progress=not app.json, say=say)
     if gpus is None:

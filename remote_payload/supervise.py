@@ -121,7 +121,6 @@ def take_gpu_lock(lock_path):
 # --- start -------------------------------------------------------------------------------------
 
 def start(run_dir, lock_paths, meta, cmd, nproc=1):
-    os.makedirs(run_dir, exist_ok=True)
     try:
         cmd = launcher(cmd, nproc)
     except ValueError as exc:
@@ -132,6 +131,7 @@ def start(run_dir, lock_paths, meta, cmd, nproc=1):
         holder = _named_holder(busy, time.time() + HOLDER_WAIT_S)
         print(json.dumps({"ok": False, "busy": True, "holder": holder, "lock": busy}))
         return 3
+    os.makedirs(run_dir, exist_ok=True)     # only now: a refused start leaves no empty run folder behind
     # while the supervisor starts, the holder names the run; its pid follows as soon as it exists
     for lock_path in locks:
         _write_atomic(lock_path + ".holder", json.dumps({"run_id": meta.get("run_id"), "job": meta.get("job"),
