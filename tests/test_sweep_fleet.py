@@ -29,9 +29,9 @@ class Fleet:
     def orch(self, *args: str, cwd: Path | None = None, timeout: float = 900):
         return orch(*args, cwd=cwd or self.root, env=self.env, timeout=timeout)
 
-    def popen(self, *args: str) -> subprocess.Popen:
+    def popen(self, *args: str, stderr=subprocess.PIPE) -> subprocess.Popen:
         return subprocess.Popen([sys.executable, "-m", "orchestrator", *args], cwd=self.root,
-                                env={**os.environ, **self.env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env={**os.environ, **self.env}, stdout=subprocess.PIPE, stderr=stderr,
                                 text=True)
 
     def spec(self, name: str, grid: dict, **fields) -> Path:
@@ -134,7 +134,9 @@ def _kill_box(fleet: Fleet, name: str) -> None:
 
 def test_an_instance_killed_mid_sweep_has_its_run_requeued_and_finished_elsewhere(fleet):
     spec = fleet.spec("five", {"seed": [11, 12, 13, 14, 15]}, lost_after_s=5)
-    controller = fleet.popen("sweep", "start", str(spec), "--poll", "1", "--json")
+    log = fleet.root / "five.log"
+    controller = fleet.popen("sweep", "start", str(spec), "--poll", "1", "--json", "--timeout", "400",
+                             stderr=open(log, "w"))
     try:
         deadline = time.time() + 300
         while time.time() < deadline and not [r for r in fleet.runs("five") if r["instance"] == "small"]:
@@ -142,11 +144,12 @@ def test_an_instance_killed_mid_sweep_has_its_run_requeued_and_finished_elsewher
         on_small = [r for r in fleet.runs("five") if r["instance"] == "small"]
         assert on_small, "no run was placed on the one-GPU box"
         _kill_box(fleet, "small")
-        out, err = controller.communicate(timeout=600)
+        out, _ = controller.communicate(timeout=600)
     finally:
         if controller.poll() is None:
             controller.kill()
         fleet.servers["small"]._launch()        # back up for whoever comes next
+    err = log.read_text()
     assert controller.returncode == 0, err[-4000:]
     rows = json.loads(out)["rows"]
     assert [r["state"] for r in rows] == ["finished"] * 5

@@ -145,8 +145,7 @@ class Sweep:
             elif row.state == "pending" and claim and time.time() - claim.get("claimed_at", 0) > CLAIM_GRACE_S:
                 if self.claims("requeue", row.point.key, why="claimed but never started").get("won"):
                     claims.pop(row.point.key, None)
-        pending = [r.point.key for r in rows if r.point.key not in claims and
-                   (r.state == "pending" or r.point.key in resume_on)]
+        pending = [r.point.key for r in rows if r.point.key not in claims and r.state in ("pending", "lost")]
         done = all(r.state in board.DONE for r in rows)
         if pending:
             self.place(pending, resume_on)
