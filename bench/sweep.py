@@ -49,7 +49,7 @@ def _orch(root: Path, *args: str, timeout: float = 1800) -> subprocess.Completed
 
 def bench_sweep(work: Path, model_dir: Path, points: int, steps: int) -> dict:
     from tests.fixtures.payload_venv import build_pinned_venv
-    from tests.fixtures.s3server import S3Server
+    from tests.fixtures.s3server import MotoServer as S3Server
 
     venv = build_pinned_venv()
     with S3Server() as s3, SshServer(gpu_case="a10g-x4") as big, SshServer(gpu_case="a10g-idle") as small:
