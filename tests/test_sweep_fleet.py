@@ -156,3 +156,24 @@ def test_an_instance_killed_mid_sweep_has_its_run_requeued_and_finished_elsewher
     moved = [r for r in rows if r["point"] == on_small[0]["point"]][0]
     assert moved["instance"] == "big" and moved["attempts"] >= 1
     assert "lost on small (instance unreachable): requeued" in err
+
+
+def test_sweep_stop_stops_its_runs_and_every_controller_stops_placing(fleet):
+    spec = fleet.spec("halt", {"max_steps": [100000], "seed": [1, 2, 3, 4, 5, 6]})
+    controller = fleet.popen("sweep", "start", str(spec), "--poll", "1", "--json")
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and len([r for r in fleet.runs("halt") if r["end"] is None]) < 4:
+            time.sleep(0.5)
+        assert len(fleet.runs("halt")) == 4       # 4 free slots (GPU 2 is foreign-busy); the rest wait
+        stopped = fleet.orch("sweep", "stop", str(spec), "--grace", "10", "--json")
+        assert stopped.code == 0, stopped.stderr
+        assert len(stopped.json()["stopped"]) == 4
+        out, _ = controller.communicate(timeout=120)
+    finally:
+        if controller.poll() is None:
+            controller.kill()
+    assert controller.returncode == 1                       # it ended without every point finished
+    rows = json.loads(out)["rows"]
+    assert sorted(r["state"] for r in rows) == ["pending"] * 2 + ["stopped"] * 4
+    assert len(fleet.runs("halt")) == 4 and all(r["end"] is not None for r in fleet.runs("halt"))

@@ -130,7 +130,7 @@ class Sweep:
         claims = listing["claims"]
         rows = self.rows(claims)
         if listing.get("stopped"):
-            return rows, True
+            return self.settled(claims), True
         resume_on: dict[str, tuple[str, str]] = {}
         for row in rows:
             claim = claims.get(row.point.key)
@@ -150,6 +150,16 @@ class Sweep:
         if pending:
             self.place(pending, resume_on)
         return rows, done and not pending
+
+    def settled(self, claims: dict, wait_s: float = 60.0) -> list[board.Row]:
+        """After `sweep stop`: the rows once its runs have ended (they are being stopped), or after `wait_s`."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            rows = self.rows(claims)
+            if not any(r.state in board.ACTIVE for r in rows) or time.monotonic() > deadline:
+                return rows
+            time.sleep(1.0)
+            self.observe(probe=False)
 
     def free(self) -> dict[str, list[int]]:
         from ..launch import locked_gpus
