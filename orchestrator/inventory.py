@@ -146,7 +146,8 @@ class Job:
     s3_region: str | None = None
     s3_credentials: str = "instance"  # "instance": the box's own role; "forward": the controller's
     eval_gate: float | None = None    # set: an override of the recipe's gate (which is the one gate)
-    gpu: int = 0
+    gpu: int = 0                      # the GPU of a one-GPU run
+    gpus: str = "1"                   # GPUs of one run: N (> 1: torchrun DDP on N idle GPUs) or "all"
     init_from: str | None = None      # stage 2: a job (its latest succeeded run), a run id, or s3://.../adapter/
     replay: dict[str, Any] = field(default_factory=dict)   # stage 2: {job: NAME, fraction: F}, F of the mix
     replay_dataset: str | None = None  # resolved by load_inventory: the replay job's dataset (never set in YAML)
@@ -160,6 +161,15 @@ class Job:
             raise InputError(f"job {self.name}: s3_credentials must be 'instance' or 'forward'")
         if self.eval_gate is not None and self.eval_gate <= 0:
             raise InputError(f"job {self.name}: eval_gate must be positive")
+        self.gpus = str(self.gpus).strip().lower()
+        if self.gpus != "all" and not (self.gpus.isdigit() and int(self.gpus) >= 1):
+            raise InputError(f"job {self.name}: gpus must be a number >= 1 or 'all', got {self.gpus!r}",
+                             hint=f"it comes from {self.origins.get('gpus', 'the command line')}")
+
+    @property
+    def gpu_count(self) -> int | None:
+        """GPUs one run of this job uses; None for "all" (every GPU of the instance)."""
+        return None if self.gpus == "all" else int(self.gpus)
 
     def _check_stages(self) -> None:
         from remote_payload.replay import MAX_FRACTION

@@ -8,6 +8,7 @@ and the interpreter a run uses, are computed.
     runs/<run id>/                         one training run
     locks/deploy.lock                      held while a deploy changes the instance
     locks/gpu<N>.lock                      held by a run for its lifetime
+    sweeps/<sweep name>/<point>.json        a sweep point's claim (on the sweep's home instance: sweepclaim.py)
 """
 
 from __future__ import annotations
@@ -45,6 +46,9 @@ class Layout:
 
     def gpu_lock(self, gpu: int) -> str:
         return posixpath.join(self.work_dir, "locks", f"gpu{gpu}.lock")
+
+    def sweep(self, name: str) -> str:
+        return posixpath.join(self.work_dir, "sweeps", name)
 
 
 def layout_of(instance) -> Layout:

@@ -57,17 +57,22 @@ class Started:
     run_dir: str
     pid: int
     resumed: bool
+    gpus: list[int] | None = None
 
 
 def start_training(transport: Transport, instance: Instance, job: Job, deployed: DeployResult, *,
                    resume: bool = False, extra_epochs: int | None = None, plan_file: str | None = None,
-                   parent=None) -> Started:
+                   parent=None, gpus: list[int] | None = None, meta_extra: dict | None = None,
+                   resume_run: str | None = None) -> Started:
     """`plan_file`: the run's plan on the instance (run_plan.ship), recorded by the run beside what it measures.
     `parent` (stages.Parent): a stage-2 run continues from that adapter; a resumed run keeps the parent its
-    first attempt had."""
+    first attempt had. `gpus`: the run's GPUs (default: the job's one `gpu`); more than one runs torchrun DDP,
+    one process each. `meta_extra`: more facts for supervise.json (a sweep's name and point). `resume_run`: the
+    run --resume continues (default: the job's latest on the instance)."""
     remote = Remote(transport, instance)
+    gpus = sorted(gpus) if gpus else [job.gpu]
     if resume:
-        previous = find_run(transport, instance, job=job.name, run_id=None)
+        previous = find_run(transport, instance, job=None if resume_run else job.name, run_id=resume_run)
         if previous["state"] in ("running", "starting"):
             raise CheckFailed(f"{instance.name}: run {previous['run_id']} of {job.name} is still running",
                               hint=f"follow it with `orch logs --run {previous['run_id']} --follow`")
@@ -94,21 +99,23 @@ def start_training(transport: Transport, instance: Instance, job: Job, deployed:
                     json.dumps({k: parent_doc.get(k) for k in ("run_id", "job", "source")})]
     meta = {"parent": parent_doc, "run_id": run_id, "job": job.name, "payload": deployed.bundle_dir,
             "job_dir": deployed.job_dir,
-            "python": deployed.python, "model_dir": deployed.model_dir, "gpu": job.gpu,
-            "cwd": deployed.bundle_dir, "resumes": resumes,
-            "env": {"PYTHONUNBUFFERED": "1", "CUDA_VISIBLE_DEVICES": str(job.gpu)}}
-    answer = remote.json("supervise", "start", "--run-dir", run_dir, "--lock", remote.layout.gpu_lock(job.gpu),
+            "python": deployed.python, "model_dir": deployed.model_dir, "gpu": gpus[0], "gpus": gpus,
+            "cwd": deployed.bundle_dir, "resumes": resumes, **(meta_extra or {}),
+            "env": {"PYTHONUNBUFFERED": "1", "CUDA_VISIBLE_DEVICES": ",".join(map(str, gpus))}}
+    locks = [arg for gpu in gpus for arg in ("--lock", remote.layout.gpu_lock(gpu))]
+    answer = remote.json("supervise", "start", "--run-dir", run_dir, *locks, "--nproc", str(len(gpus)),
                          "--meta", json.dumps(meta), "--", *payload, what="starting the run",
                          payload_dir=deployed.bundle_dir)
     if answer.get("busy"):
         holder = answer.get("holder") or {}
-        raise CheckFailed(f"{instance.name}: GPU {job.gpu} is busy with run {holder.get('run_id', '?')} "
+        busy_gpu = posixpath.basename(answer.get("lock") or "").removeprefix("gpu").removesuffix(".lock") or gpus[0]
+        raise CheckFailed(f"{instance.name}: GPU {busy_gpu} is busy with run {holder.get('run_id', '?')} "
                           f"(job {holder.get('job', '?')}, pid {holder.get('pid', '?')})",
                           hint=f"wait for it (`orch logs --run {holder.get('run_id')} --follow`) or "
                                f"stop it (`orch stop --run {holder.get('run_id')}`)")
     if not answer.get("ok"):
         raise RemoteError(f"{instance.name}: starting the run failed: {answer.get('error')}")
-    return Started(run_id, run_dir, answer["pid"], resume)
+    return Started(run_id, run_dir, answer["pid"], resume, gpus)
 
 
 def stop_run(transport: Transport, instance: Instance, run: dict, grace: float) -> dict:
@@ -122,7 +129,7 @@ def stop_run(transport: Transport, instance: Instance, run: dict, grace: float) 
 
 def follow(transport_factory, instance: Instance, run_dir: str, *, offset: int = 0, follow: bool = True,
            on_log=print, on_metric=lambda m: None, payload_dir: str | None = None,
-           retries: int = FOLLOW_RETRIES, sleep=time.sleep) -> tuple[dict, int]:
+           retries: int = FOLLOW_RETRIES, sleep=time.sleep, rank: int = 0) -> tuple[dict, int]:
     """Stream the run's log from byte `offset`; re-attach after a dropped connection, by offset, so no
     line is lost or repeated. A failed reconnect is retried too; the count restarts whenever a connection
     carried the stream forward. Returns the final state and the offset reached."""
@@ -135,6 +142,7 @@ def follow(transport_factory, instance: Instance, run_dir: str, *, offset: int =
             transport = transport_factory()
             proc = Remote(transport, instance).open("supervise", "tail", "--run-dir", run_dir, "--offset",
                                                     str(offset), *(["--follow"] if follow else []),
+                                                    *(["--rank", str(rank)] if rank else []),
                                                     payload_dir=payload_dir)
             proc.close_stdin()
             try:

@@ -40,7 +40,8 @@ def quantization_config(recipe: Recipe):
 
 
 def device_map(recipe: Recipe) -> dict[str, Any]:
-    """Seed 000's device_map={"": 0}: the whole model on the one GPU this process sees."""
+    """Seed 000's device_map={"": 0}: the whole model on the one GPU this process sees; under torchrun
+    {"": LOCAL_RANK}, the only layout accelerate accepts for a 4-bit model in DDP."""
     import torch
 
     if recipe.device == "cpu":
@@ -50,7 +51,7 @@ def device_map(recipe: Recipe) -> dict[str, Any]:
         raise ModelError(f"recipe '{recipe.name}' needs a CUDA GPU but torch sees none "
                          f"(torch {torch.__version__}, CUDA_VISIBLE_DEVICES={visible!r})",
                          hint="check the driver with nvidia-smi and that the venv has a CUDA build of torch")
-    return {"": 0}
+    return {"": int(os.environ.get("LOCAL_RANK", 0))}   # torchrun: rank K on the K-th visible GPU
 
 
 def _starts_with(path: Path, magic: bytes) -> bool:

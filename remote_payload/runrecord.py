@@ -72,8 +72,9 @@ def peak_memory() -> dict[str, Any]:
 class RunRecord:
     """Owns RUN/run.json."""
 
-    def __init__(self, run_dir: Path):
+    def __init__(self, run_dir: Path, writes: bool = True):
         self.path = run_dir / "run.json"
+        self.writes = writes                  # False on DDP ranks > 0: rank 0 alone keeps run.json
         self.data: dict[str, Any] = {}
         self.previous: dict[str, Any] = {}    # run.json of the attempt before this one (resume / extra epochs)
         self._t0 = time.monotonic()
@@ -125,6 +126,8 @@ class RunRecord:
         self.save()
 
     def save(self) -> None:
+        if not self.writes:
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f".run.json.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(self.data, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")

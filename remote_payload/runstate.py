@@ -168,7 +168,8 @@ def read_run(run_dir, now=None):
     out["job"], out["started_at"] = info.get("job"), info.get("started_at")
     out["run_id"] = info.get("run_id") or run_id
     out["meta"] = {k: info.get(k) for k in ("payload", "bundle", "job_dir", "python", "model_dir", "gpu", "gpus",
-                                             "resumes", "lock", "cwd") if k in info}
+                                             "resumes", "lock", "locks", "nproc", "cwd", "sweep", "point",
+                                             "params") if k in info}
     run_json, _ = read_json(os.path.join(run_dir, RUN_JSON))
     if run_json is not None:
         out["payload_status"] = run_json.get("status")
@@ -194,6 +195,47 @@ def read_run(run_dir, now=None):
         out["alive"] = pid_alive(pid, out["run_id"])
     out["state"] = state.value
     return out
+
+
+# --- the ranks of a DDP run (remote_payload/distributed.py writes RUN/ranks/K.json) -------------------
+
+RANKS_DIR = "ranks"
+
+
+def read_ranks(run_dir, now=None):
+    """[{rank, pid, alive, status, step, heartbeat_age_s, weights_sha256, error}] for every RUN/ranks/K.json."""
+    now = time.time() if now is None else now
+    folder = os.path.join(run_dir, RANKS_DIR)
+    try:
+        names = sorted((n for n in os.listdir(folder) if n.endswith(".json") and n[:-5].isdigit()),
+                       key=lambda n: int(n[:-5]))
+    except OSError:
+        return []
+    out = []
+    for name in names:
+        doc, why = read_json(os.path.join(folder, name), 1 << 16)
+        if doc is None:
+            out.append({"rank": int(name[:-5]), "status": "unknown", "error": "%s is %s" % (name, why)})
+            continue
+        pid, beat = doc.get("pid"), doc.get("heartbeat")
+        out.append({"rank": doc.get("rank"), "pid": pid, "status": doc.get("status"), "step": doc.get("step"),
+                    "alive": isinstance(pid, int) and pid_alive(pid, os.path.basename(os.path.normpath(run_dir))),
+                    "heartbeat_age_s": round(now - beat, 1) if isinstance(beat, (int, float)) else None,
+                    "weights_sha256": doc.get("weights_sha256"), "error": doc.get("error")})
+    return out
+
+
+def distributed_outcome(run_dir, nproc, launcher_code):
+    """The exit code a DDP run is recorded with: 0 when every rank's completion record (written this attempt)
+    and run.json say succeeded -- whatever torchrun's own code (a rank can abort at interpreter exit after its
+    results are written) -- else the launcher's code, and 1 when the launcher said 0 without those records."""
+    ranks = {r.get("rank"): r.get("status") for r in read_ranks(run_dir)}
+    run_json, _ = read_json(os.path.join(run_dir, RUN_JSON))
+    complete = (all(ranks.get(k) == Status.SUCCEEDED.value for k in range(nproc))
+                and (run_json or {}).get("status") == Status.SUCCEEDED.value)
+    if complete:
+        return 0
+    return launcher_code or 1
 
 
 def list_runs(runs_dir, job=None, run_id=None):

@@ -2,9 +2,10 @@
 
 Runs with the instance's system python3 (>= 3.6), from the deployed payload folder, before any venv exists:
 
-    supervise.py start  --run-dir RUN --lock LOCK [--meta JSON] -- CMD...   start detached; print JSON
+    supervise.py start  --run-dir RUN --lock LOCK [--lock LOCK2 ...] [--nproc N] [--meta JSON] -- CMD...
+                                                                            start detached; print JSON
     supervise.py status --runs-dir RUNS [--run ID] [--job JOB]              state of runs, as JSON
-    supervise.py tail   --run-dir RUN [--offset N] [--follow]               log bytes + metrics, JSON lines
+    supervise.py tail   --run-dir RUN [--offset N] [--follow] [--rank K]    log bytes + metrics, JSON lines
     supervise.py stop   --run-dir RUN [--grace S]                           TERM, then KILL after grace
 
 `start` takes an exclusive flock on LOCK (one per GPU) and keeps it for the life of the run: a second
@@ -13,6 +14,13 @@ leave a stale lock (the kernel drops it with the process). The supervisor double
 (setsid) so it survives the controller's exit and network drops, writes `pid`, a `heartbeat` every few
 seconds, the command's output to `log`, and `exit_code` when the command ends. What state a run is in is
 decided by `runstate.py`, the one authority, for this file, the probe and the fetch alike.
+
+A DDP run (`--nproc N`, one `--lock` per GPU) takes every lock in GPU order (two runs wanting overlapping
+GPUs can never deadlock: both go for the lowest first) and runs `python -m MODULE ARGS` as
+`torchrun --standalone --nproc-per-node N -m MODULE ARGS` with the torchrun of the command's venv. Its exit code
+is judged by the ranks' completion records (runstate.distributed_outcome), stop ends every rank (torchrun
+starts each rank in its own session, so a forced stop kills them by the pids in RUN/ranks/K.json), and
+`tail --rank K` reads rank K's own log.
 """
 
 import argparse
@@ -69,6 +77,35 @@ def _named_holder(lock_path, deadline):
     return holder
 
 
+def _lock_order(path):
+    digits = "".join(c for c in os.path.basename(path) if c.isdigit())
+    return (int(digits) if digits else -1, path)
+
+
+def take_gpu_locks(lock_paths):
+    """({path: fd} for every lock, None) taken in GPU order, or ({}, the busy path) with none kept."""
+    taken = {}
+    for path in sorted(set(lock_paths), key=_lock_order):
+        fd = take_gpu_lock(path)
+        if fd is None:
+            for other in taken.values():
+                os.close(other)
+            return {}, path
+        taken[path] = fd
+    return taken, None
+
+
+def launcher(cmd, nproc):
+    """`python -m MODULE ARGS` as torchrun with N processes on this node (a free rendezvous port each run)."""
+    if nproc <= 1:
+        return cmd
+    if len(cmd) < 3 or cmd[1] != "-m":
+        raise ValueError("--nproc needs a command of the form PYTHON -m MODULE ARGS, got %r" % (cmd[:3],))
+    torchrun = os.path.join(os.path.dirname(cmd[0]), "torchrun")
+    head = [torchrun] if os.access(torchrun, os.X_OK) else [cmd[0], "-m", "torch.distributed.run"]
+    return head + ["--standalone", "--nproc-per-node", str(nproc), "--max-restarts", "0", "-m", cmd[2]] + cmd[3:]
+
+
 def take_gpu_lock(lock_path):
     """An fd holding the exclusive lock, or None when another run holds it."""
     os.makedirs(os.path.dirname(lock_path) or ".", exist_ok=True)
@@ -83,25 +120,39 @@ def take_gpu_lock(lock_path):
 
 # --- start -------------------------------------------------------------------------------------
 
-def start(run_dir, lock_path, meta, cmd):
-    os.makedirs(run_dir, exist_ok=True)
-    lock_fd = take_gpu_lock(lock_path)
-    if lock_fd is None:
-        holder = _named_holder(lock_path, time.time() + HOLDER_WAIT_S)
-        print(json.dumps({"ok": False, "busy": True, "holder": holder, "lock": lock_path}))
+def start(run_dir, lock_paths, meta, cmd, nproc=1):
+    try:
+        cmd = launcher(cmd, nproc)
+    except ValueError as exc:
+        print(json.dumps({"ok": False, "error": str(exc)}))
+        return 2
+    locks, busy = take_gpu_locks(lock_paths)
+    if busy is not None:
+        holder = _named_holder(busy, time.time() + HOLDER_WAIT_S)
+        print(json.dumps({"ok": False, "busy": True, "holder": holder, "lock": busy}))
         return 3
+    os.makedirs(run_dir, exist_ok=True)     # only now: a refused start leaves no empty run folder behind
     # while the supervisor starts, the holder names the run; its pid follows as soon as it exists
-    _write_atomic(lock_path + ".holder", json.dumps({"run_id": meta.get("run_id"), "job": meta.get("job"),
-                                                     "pid": None, "started_at": time.time()}))
-    for name in ("exit_code", "exit_code.tmp"):
+    for lock_path in locks:
+        _write_atomic(lock_path + ".holder", json.dumps({"run_id": meta.get("run_id"), "job": meta.get("job"),
+                                                         "pid": None, "started_at": time.time()}))
+    stale = [os.path.join(run_dir, "exit_code"), os.path.join(run_dir, "exit_code.tmp")]
+    try:   # the ranks' completion records are per attempt
+        stale += [os.path.join(run_dir, runstate.RANKS_DIR, n) for n in os.listdir(os.path.join(run_dir, runstate.RANKS_DIR))
+                  if n.endswith(".json")]
+    except OSError:
+        pass
+    for path in stale:
         try:
-            os.unlink(os.path.join(run_dir, name))
+            os.unlink(path)
         except OSError:
             pass
+    meta = dict(meta, nproc=nproc, locks=sorted(locks, key=_lock_order))
     ready_r, ready_w = os.pipe()
     if os.fork() > 0:  # the caller: wait until the supervisor is up, then report
         os.close(ready_w)
-        os.close(lock_fd)
+        for fd in locks.values():
+            os.close(fd)
         answer = os.read(ready_r, 4096).decode() or '{"ok": false, "error": "supervisor died at start"}'
         print(answer)
         return 0 if json.loads(answer).get("ok") else 1
@@ -109,11 +160,11 @@ def start(run_dir, lock_path, meta, cmd):
     os.setsid()
     if os.fork() > 0:
         os._exit(0)
-    _supervise(run_dir, lock_path, lock_fd, meta, cmd, ready_w)
+    _supervise(run_dir, locks, meta, cmd, ready_w)
     os._exit(0)
 
 
-def _supervise(run_dir, lock_path, lock_fd, meta, cmd, ready_w):
+def _supervise(run_dir, locks, meta, cmd, ready_w):
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     log_fd = os.open(os.path.join(run_dir, "log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -121,19 +172,21 @@ def _supervise(run_dir, lock_path, lock_fd, meta, cmd, ready_w):
     os.dup2(log_fd, 2)
     pid = os.getpid()
     started = time.time()
-    info = dict(meta, pid=pid, started_at=started, cmd=cmd, lock=lock_path)
+    lock_paths = meta["locks"]
+    info = dict(meta, pid=pid, started_at=started, cmd=cmd, lock=lock_paths[0])
     _write_atomic(os.path.join(run_dir, runstate.SUPERVISE_JSON), json.dumps(info, indent=1))
     _write_atomic(os.path.join(run_dir, runstate.PID), str(pid))
-    _write_atomic(lock_path + ".holder", json.dumps({"run_id": meta.get("run_id"), "pid": pid,
-                                                     "job": meta.get("job"), "started_at": started}))
+    for lock_path in lock_paths:
+        _write_atomic(lock_path + ".holder", json.dumps({"run_id": meta.get("run_id"), "pid": pid,
+                                                         "job": meta.get("job"), "started_at": started}))
     _log("[orch] run %s starting: %s" % (meta.get("run_id"), " ".join(cmd)))
     try:
         child = subprocess.Popen(cmd, cwd=meta.get("cwd") or None, stdin=subprocess.DEVNULL,
                                  env=dict(os.environ, **(meta.get("env") or {})), start_new_session=True,
-                                 pass_fds=(lock_fd,))  # the GPU stays locked while the job itself lives
+                                 pass_fds=tuple(locks.values()))  # the GPUs stay locked while the job lives
     except OSError as exc:
         os.write(ready_w, json.dumps({"ok": False, "error": "cannot start %s: %s" % (cmd[0], exc)}).encode())
-        _finish(run_dir, lock_path, 127, started)
+        _finish(run_dir, lock_paths, 127, started)
         return
     _write_atomic(os.path.join(run_dir, "child_pid"), str(child.pid))
     os.write(ready_w, json.dumps({"ok": True, "pid": pid, "child_pid": child.pid, "run_dir": run_dir}).encode())
@@ -158,18 +211,30 @@ def _supervise(run_dir, lock_path, lock_fd, meta, cmd, ready_w):
     if code < 0:
         _log("[orch] job killed by signal %d" % -code)
         code = 128 - code
-    _finish(run_dir, lock_path, code, started, stopped=stopping.is_set())
+    nproc = meta.get("nproc") or 1
+    if nproc > 1 and not stopping.is_set():
+        judged = runstate.distributed_outcome(run_dir, nproc, code)
+        if judged != code:
+            _log("[orch] torchrun exited %d, but the ranks' completion records say %s: recorded as %d"
+                 % (code, "succeeded" if judged == 0 else "not succeeded", judged))
+        code = judged
+    _finish(run_dir, lock_paths, code, started, stopped=stopping.is_set())
 
 
-def _finish(run_dir, lock_path, code, started, stopped=False):
+def _finish(run_dir, lock_paths, code, started, stopped=False):
     _write_atomic(os.path.join(run_dir, runstate.EXIT_CODE), json.dumps(
         {"exit_code": code, "finished_at": time.time(), "seconds": round(time.time() - started, 1),
          "stopped": stopped}))
     _log("[orch] run finished with exit code %d%s" % (code, " (stopped)" if stopped else ""))
-    try:
-        os.unlink(lock_path + ".holder")
-    except OSError:
-        pass
+    _drop_holders(lock_paths)
+
+
+def _drop_holders(lock_paths):
+    for lock_path in lock_paths:
+        try:
+            os.unlink(lock_path + ".holder")
+        except OSError:
+            pass
 
 
 def _heartbeat(run_dir, child):
@@ -194,7 +259,7 @@ def describe(run):
     run_dir = run["run_dir"]
     run.update(last_metrics=_last_line_json(os.path.join(run_dir, "metrics.jsonl")),
                has_adapter=os.path.exists(os.path.join(run_dir, "adapter", "manifest.json")),
-               checkpoints=sorted(_checkpoints(run_dir)))
+               checkpoints=sorted(_checkpoints(run_dir)), ranks=runstate.read_ranks(run_dir))
     run.update(_run_results(run_dir))
     return run
 
@@ -247,9 +312,10 @@ def status(runs_dir, run_id, job):
 
 # --- tail --------------------------------------------------------------------------------------
 
-def tail(run_dir, offset, follow, poll=0.5):
-    """Stream the log from byte `offset` as JSON lines; with --follow, until the run ends."""
-    log_path = os.path.join(run_dir, "log")
+def tail(run_dir, offset, follow, poll=0.5, rank=0):
+    """Stream the log (rank K > 0 of a DDP run: its own) from byte `offset` as JSON lines; with --follow, until
+    the run ends."""
+    log_path = os.path.join(run_dir, "log") if not rank else os.path.join(run_dir, runstate.RANKS_DIR, "%d.log" % rank)
     metrics_path = os.path.join(run_dir, "metrics.jsonl")
     metrics_offset = os.path.getsize(metrics_path) if follow and os.path.exists(metrics_path) else 0
     out = sys.stdout
@@ -329,23 +395,37 @@ def stop(run_dir, grace):
         forced = True
         if child:
             _signal_group(child, signal.SIGKILL)
+        _kill_ranks(run_dir, run["run_id"])
         time.sleep(0.5)
         if runstate.pid_alive(pid, run["run_id"]):
             os.kill(pid, signal.SIGKILL)
     if forced and not os.path.exists(os.path.join(run_dir, runstate.EXIT_CODE)):
         _write_atomic(os.path.join(run_dir, runstate.EXIT_CODE), json.dumps(
             {"exit_code": 137, "finished_at": time.time(), "stopped": True, "forced": True}))
-        lock = run["meta"].get("lock")
-        if lock:
-            try:
-                os.unlink(lock + ".holder")
-            except OSError:
-                pass
+        meta = run["meta"]
+        _drop_holders(meta.get("locks") or ([meta["lock"]] if meta.get("lock") else []))
     for _ in range(50):
-        if not runstate.pid_alive(pid, run["run_id"]):
+        if not runstate.pid_alive(pid, run["run_id"]) and not _live_ranks(run_dir, run["run_id"]):
             break
         time.sleep(0.1)
+    if _live_ranks(run_dir, run["run_id"]):
+        _kill_ranks(run_dir, run["run_id"])
     return {"ok": True, "forced": forced, "run": describe(runstate.read_run(run_dir))}
+
+
+def _live_ranks(run_dir, run_id):
+    return [r["pid"] for r in runstate.read_ranks(run_dir) if isinstance(r.get("pid"), int)
+            and runstate.pid_alive(r["pid"], run_id)]
+
+
+def _kill_ranks(run_dir, run_id):
+    """torchrun starts every rank in a session of its own: a forced stop kills them one by one."""
+    for rank_pid in _live_ranks(run_dir, run_id):
+        _signal_group(rank_pid, signal.SIGKILL)
+        try:
+            os.kill(rank_pid, signal.SIGKILL)
+        except OSError:
+            pass
 
 
 def main(argv=None):
@@ -354,7 +434,8 @@ def main(argv=None):
     sub.required = True
     p = sub.add_parser("start")
     p.add_argument("--run-dir", required=True)
-    p.add_argument("--lock", required=True)
+    p.add_argument("--lock", required=True, action="append", help="a GPU's lock; once per GPU of the run")
+    p.add_argument("--nproc", type=int, default=1, help="processes (GPUs) of a torchrun DDP run")
     p.add_argument("--meta", default="{}")
     p.add_argument("cmd", nargs=argparse.REMAINDER)
     p = sub.add_parser("status")
@@ -365,6 +446,7 @@ def main(argv=None):
     p.add_argument("--run-dir", required=True)
     p.add_argument("--offset", type=int, default=0)
     p.add_argument("--follow", action="store_true")
+    p.add_argument("--rank", type=int, default=0)
     p = sub.add_parser("stop")
     p.add_argument("--run-dir", required=True)
     p.add_argument("--grace", type=float, default=30.0)
@@ -373,12 +455,13 @@ def main(argv=None):
         cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
         if not cmd:
             parser.error("start needs a command after --")
-        return start(os.path.abspath(args.run_dir), os.path.abspath(args.lock), json.loads(args.meta), cmd)
+        return start(os.path.abspath(args.run_dir), [os.path.abspath(p) for p in args.lock], json.loads(args.meta),
+                     cmd, args.nproc)
     if args.action == "status":
         print(json.dumps(status(args.runs_dir, args.run, args.job)))
         return 0
     if args.action == "tail":
-        return tail(args.run_dir, args.offset, args.follow)
+        return tail(args.run_dir, args.offset, args.follow, rank=args.rank)
     result = stop(args.run_dir, args.grace)
     print(json.dumps(result))
     return 0 if result["ok"] else 1

@@ -30,6 +30,7 @@ import time
 import traceback
 from pathlib import Path
 
+from . import distributed
 from .checkpoints import checkpoint_step, find_checkpoints, latest_complete_checkpoint, rebase_best_checkpoint
 from .errors import InputError, PayloadError
 from .job import Job, read_job
@@ -172,22 +173,37 @@ def load_training_model(model_dir: str, recipe: Recipe, style, attention: dict, 
     return model
 
 
-def fit(model, recipe: Recipe, data, epochs: float, args: argparse.Namespace, record: RunRecord):
-    """Train (from the latest complete checkpoint when resuming); returns the trainer."""
+def effective_batch(recipe: Recipe, rank: distributed.Rank, record: RunRecord, backend: str | None) -> int:
+    """per-device x accumulation x processes: printed, and kept in run.json "distributed"."""
+    per_device, accum = recipe.per_device_train_batch_size, recipe.gradient_accumulation_steps
+    total = per_device * accum * rank.world_size
+    print(f"effective batch {total} = per-device {per_device} x accumulation {accum} x {rank.world_size} "
+          f"process{'es' if rank.world_size > 1 else ''}", flush=True)
+    record.update(distributed={"world_size": rank.world_size, "backend": backend, "per_device_batch": per_device,
+                               "gradient_accumulation_steps": accum, "effective_batch": total})
+    return total
+
+
+def fit(model, recipe: Recipe, data, epochs: float, args: argparse.Namespace, record: RunRecord,
+        rank: distributed.Rank = distributed.Rank(), backend: str | None = None, extra_callbacks=()):
+    """Train (from the latest complete checkpoint when resuming); returns the trainer. In a DDP run every rank
+    calls this; rank 0 alone tidies the checkpoints folder, the others wait for it."""
     from .trainer import best_record, make_trainer, training_arguments
 
     run_dir = Path(args.run_dir)
     resume = args.resume or args.extra_epochs > 0
-    checkpoint = latest_complete_checkpoint(run_dir / "checkpoints", remove_incomplete=True) if resume else None
-    announce_resume(checkpoint, resume)
-    if checkpoint is not None:
-        rebase_best_checkpoint(checkpoint)
+    checkpoint = (latest_complete_checkpoint(run_dir / "checkpoints", remove_incomplete=rank.is_main)
+                  if resume else None)
+    if rank.is_main:
+        announce_resume(checkpoint, resume)
+        if checkpoint is not None:
+            rebase_best_checkpoint(checkpoint)
+    distributed.barrier(rank)
     evaluates = data.eval_dataset is not None and recipe.eval_steps > 0
-    targs = training_arguments(recipe, run_dir, epochs, evaluates)
-    samples_per_step = (recipe.per_device_train_batch_size * recipe.gradient_accumulation_steps
-                        * data.examples_per_item)
+    targs = training_arguments(recipe, run_dir, epochs, evaluates, backend=backend)
+    samples_per_step = effective_batch(recipe, rank, record, backend) * data.examples_per_item
     trainer = make_trainer(model, data.tokenizer, targs, data, run_dir, recipe, samples_per_step,
-                           attempt=record.attempt)
+                           attempt=record.attempt, main=rank.is_main, extra_callbacks=extra_callbacks)
     record.data["attempts"][-1]["resumed_from"] = checkpoint.name if checkpoint else None
     record.update(training={"num_train_epochs": epochs, "max_steps": recipe.max_steps,
                             "resumed_from": checkpoint.name if checkpoint else None,
@@ -201,6 +217,17 @@ def fit(model, recipe: Recipe, data, epochs: float, args: argparse.Namespace, re
                                                   and state.global_step < state.max_steps)},
                   best=best_record(trainer, recipe))
     return trainer
+
+
+def prepare_in_turn(args: argparse.Namespace, job: Job, recipe: Recipe, record: RunRecord, rank: distributed.Rank):
+    """Rank 0 fills the tokenized-data cache first; the other ranks then read it (never two writers)."""
+    if not rank.is_main:
+        args.clear_cache = False
+        distributed.barrier(rank)
+    out = prepare(args, job, recipe, record)
+    if rank.is_main:
+        distributed.barrier(rank)
+    return out
 
 
 def prepare(args: argparse.Namespace, job: Job, recipe: Recipe, record: RunRecord):
@@ -237,14 +264,21 @@ def resolve_parent(args: argparse.Namespace, recipe: Recipe, style, record: RunR
     return parent
 
 
-def run_training(args: argparse.Namespace, record: RunRecord) -> None:
+def run_training(args: argparse.Namespace, record: RunRecord, rank: distributed.Rank = distributed.Rank(),
+                 rank_file: distributed.RankFile | None = None) -> None:
     job, recipe, epochs = resolve_job(args, record)
+    backend = distributed.init_process_group(rank, recipe.device)
     with Phase(record, "prepare_data"):
-        data, attention = prepare(args, job, recipe, record)
+        data, attention = prepare_in_turn(args, job, recipe, record, rank)
         parent = resolve_parent(args, recipe, data.style, record)
     with Phase(record, "load_model"):
         model = load_training_model(args.model_dir, recipe, data.style, attention, record, parent)
-    fit(model, recipe, data, epochs, args, record)
+    callbacks = [distributed.step_callback(rank_file)] if rank_file else []
+    trainer = fit(model, recipe, data, epochs, args, record, rank, backend, callbacks)
+    if rank_file is not None:
+        rank_file.doc.update(step=trainer.state.global_step, weights_sha256=distributed.weights_sha256(trainer.model))
+    if not rank.is_main:
+        return   # rank 0 alone writes the adapter and evaluates it
     with Phase(record, "save_adapter"):
         adapter = finish_adapter(model, data.tokenizer, recipe, data.style, args.model_dir, Path(args.run_dir),
                                  attention, parent)
@@ -260,9 +294,10 @@ def run_training(args: argparse.Namespace, record: RunRecord) -> None:
                 record.update(eval={"error": f"{type(exc).__name__}: {exc}"})
 
 
-def finish(record: RunRecord, status: str, error: BaseException | None = None) -> None:
+def finish(record: RunRecord, status: str, error: BaseException | None = None,
+           rank_file: distributed.RankFile | None = None) -> None:
     """Close run.json (status, peak memory), then put what was measured beside the plan (a failed run too: an
-    out-of-memory run is the one whose plan most needs checking)."""
+    out-of-memory run is the one whose plan most needs checking); last, this rank's completion record."""
     from .plan_check import check
 
     record.finish(status, error)
@@ -270,6 +305,8 @@ def finish(record: RunRecord, status: str, error: BaseException | None = None) -
         record.update(plan_check=check(record.data, record.path.parent / "metrics.jsonl"))
     except Exception as exc:  # noqa: BLE001 - the comparison must never cost the run its record
         record.update(plan_check={"error": f"{type(exc).__name__}: {exc}"})
+    if rank_file is not None:
+        rank_file.finish(status, error=None if error is None else f"{type(error).__name__}: {error}")
 
 
 def _terminate(signum, _frame):
@@ -282,7 +319,9 @@ def main(argv: list[str] | None = None) -> int:
 
     quiet_known_warnings()
     run_dir = Path(args.run_dir)
-    record = RunRecord(run_dir)
+    rank = distributed.current()
+    distributed.route_output(run_dir, rank)
+    record = RunRecord(run_dir, writes=rank.is_main)   # rank 0 alone keeps run.json
     try:
         check_run_dir(run_dir, record, args.resume or args.extra_epochs > 0)
     except InputError as exc:
@@ -294,17 +333,21 @@ def main(argv: list[str] | None = None) -> int:
 
     record.update(plan=read_plan(args.plan))
     signal.signal(signal.SIGTERM, _terminate)
+    rank_file = distributed.RankFile(run_dir, rank).start() if rank.distributed else None
     try:
-        run_training(args, record)
+        run_training(args, record, rank, rank_file)
     except PayloadError as exc:
-        finish(record, Status.FAILED.value, exc)
+        finish(record, Status.FAILED.value, exc, rank_file)
         print(f"train: {exc}", file=sys.stderr)
         return exc.exit_code
     except (Exception, SystemExit, KeyboardInterrupt) as exc:  # noqa: BLE001 - every failure is recorded
-        finish(record, Status.FAILED.value, exc)
+        finish(record, Status.FAILED.value, exc, rank_file)
         traceback.print_exc()
         return 1
-    finish(record, Status.SUCCEEDED.value)
+    finish(record, Status.SUCCEEDED.value, None, rank_file)
+    if not rank.is_main:
+        print(f"rank {rank.rank} succeeded", flush=True)
+        return 0
     print(f"run succeeded: adapter in {run_dir / 'adapter'}", flush=True)
     return 0
 

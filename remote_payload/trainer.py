@@ -22,8 +22,11 @@ from transformers import TrainerCallback
 from .recipes import Recipe
 
 
-def training_arguments(recipe: Recipe, run_dir: Path, epochs: float, evaluates: bool):
+def training_arguments(recipe: Recipe, run_dir: Path, epochs: float, evaluates: bool, backend: str | None = None):
+    """`backend`: the DDP process group's (remote_payload/distributed.py), None for one process."""
     from transformers import TrainingArguments
+
+    from .distributed import DDP_TIMEOUT_S
 
     evaluation = {"eval_strategy": "no"}
     if evaluates:
@@ -48,7 +51,10 @@ def training_arguments(recipe: Recipe, run_dir: Path, epochs: float, evaluates: 
         dataloader_num_workers=recipe.dataloader_num_workers,
         dataloader_pin_memory=recipe.dataloader_pin_memory and recipe.device == "cuda",
         remove_unused_columns=False, label_names=["labels"], include_num_input_tokens_seen="non_padding",
-        use_liger_kernel=recipe.liger_kernel, report_to=[], disable_tqdm=True)
+        use_liger_kernel=recipe.liger_kernel, report_to=[], disable_tqdm=True,
+        # DDP: LoRA leaves no unused parameter; find-unused with reentrant checkpointing fails ("mark a variable
+        # ready only once"), hence use_reentrant False above
+        ddp_find_unused_parameters=False, ddp_backend=backend, ddp_timeout=int(DDP_TIMEOUT_S))
 
 
 class SaveOnNewBest(TrainerCallback):
@@ -91,7 +97,7 @@ def _adapter_trainer_class():
     return AdapterTrainer
 
 
-def classification_metrics(tokenizer, recipe: Recipe, examples: list, run_dir: Path):
+def classification_metrics(tokenizer, recipe: Recipe, examples: list, run_dir: Path, main: bool = True):
     """The task_metrics hook of a classification run: greedy answers -> scores, answers kept per step."""
     from .classify import answer_examples, summarize
 
@@ -103,6 +109,8 @@ def classification_metrics(tokenizer, recipe: Recipe, examples: list, run_dir: P
         answers = answer_examples(model, tokenizer, recipe, chosen)
         model.train(was_training)
         metrics = summarize(recipe, answers)
+        if not main:     # every DDP rank scores (early stopping must agree); rank 0 keeps the answers
+            return {k: metrics[k] for k in ("accuracy", "f1", "precision", "recall", "unparseable", "choice_accuracy")}
         out = run_dir / "evals" / f"step-{step}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps({"step": step, "metrics": metrics, "answers": answers}, indent=1) + "\n")
@@ -112,15 +120,18 @@ def classification_metrics(tokenizer, recipe: Recipe, examples: list, run_dir: P
 
 
 def make_trainer(model, tokenizer, args, data, run_dir: Path, recipe: Recipe, samples_per_step: float,
-                 attempt: int = 1):
+                 attempt: int = 1, main: bool = True, extra_callbacks=()):
+    """`main`: rank 0 of a DDP run (or the one process): it alone writes metrics.jsonl and tensorboard/."""
     from torch.utils.tensorboard import SummaryWriter
     from transformers import EarlyStoppingCallback, PrinterCallback
     from transformers.integrations import TensorBoardCallback
 
     from .metrics import MetricsJsonl
 
-    callbacks = [MetricsJsonl(run_dir / "metrics.jsonl", samples_per_step, attempt=attempt),
-                 TensorBoardCallback(SummaryWriter(log_dir=str(run_dir / "tensorboard")))]
+    callbacks = list(extra_callbacks)
+    if main:
+        callbacks += [MetricsJsonl(run_dir / "metrics.jsonl", samples_per_step, attempt=attempt),
+                      TensorBoardCallback(SummaryWriter(log_dir=str(run_dir / "tensorboard")))]
     evaluates = args.eval_strategy != "no"
     if evaluates:
         callbacks.append(SaveOnNewBest())
@@ -130,7 +141,7 @@ def make_trainer(model, tokenizer, args, data, run_dir: Path, recipe: Recipe, sa
                                        eval_dataset=data.eval_dataset if evaluates else None,
                                        data_collator=data.collator, processing_class=tokenizer, callbacks=callbacks)
     if evaluates and recipe.task == "classification":
-        trainer.task_metrics = classification_metrics(tokenizer, recipe, data.eval_examples, run_dir)
+        trainer.task_metrics = classification_metrics(tokenizer, recipe, data.eval_examples, run_dir, main)
     trainer.remove_callback(PrinterCallback)  # MetricsJsonl prints one compact line per logging step instead
     return trainer
 

@@ -9,7 +9,7 @@ from ..output import console, say
 
 
 def follow_run(app, target, run_dir: str, run_id: str, offset: int = 0, follow: bool = True,
-            transport=None, payload_dir: str | None = None) -> dict:
+            transport=None, payload_dir: str | None = None, rank: int = 0) -> dict:
     """Stream the run's log (stdout, or stderr with --json) and a live metrics line, until it ends."""
     from ..runs import follow as stream
     from ..transport import connect
@@ -30,7 +30,8 @@ def follow_run(app, target, run_dir: str, run_id: str, offset: int = 0, follow: 
 
     try:
         final, reached = stream(transport_factory, target, run_dir, offset=offset, follow=follow,
-                                on_log=on_log, on_metric=live.update, payload_dir=payload_dir)
+                                on_log=on_log, on_metric=live.update, payload_dir=payload_dir,
+                                rank=rank)
     except KeyboardInterrupt:
         live.clear()
         say(f"stopped following; run {run_id} goes on. Re-attach: orch logs --run {run_id} --follow",

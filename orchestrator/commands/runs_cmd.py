@@ -45,10 +45,21 @@ def status(app: App, job, instance, run_id):
     for r in runs:
         if r["state"] == "unknown":
             say(f"  {r['run_id']}: state unknown: {r.get('reason')}", style="yellow")
+        if r.get("ranks") and (run_id or r["state"] in ("running", "starting")):
+            say(f"  {r['run_id']} ranks: " + "; ".join(_rank_line(k) for k in r["ranks"]))
     if run_id:
         from ..run_plan import show_check
 
         show_check(runs[0].get("plan_check"), run_id)
+
+
+def _rank_line(rank: dict) -> str:
+    """'1 running, step 40, beat 2 s ago': one rank of a DDP run."""
+    beat = rank.get("heartbeat_age_s")
+    parts = [f"{rank.get('rank')} {rank.get('status')}", f"step {rank.get('step')}"]
+    if rank.get("status") == "running" and beat is not None:
+        parts.append(f"beat {beat:.0f} s ago" + ("" if rank.get("alive") else " (process gone)"))
+    return ", ".join(parts)
 
 
 def _best(run: dict) -> str:
@@ -68,12 +79,17 @@ def _best(run: dict) -> str:
 @click.option("--run", "run_id", help="Run id (default: the latest run).")
 @click.option("--follow", "-f", is_flag=True, help="Keep streaming until the run ends.")
 @click.option("--offset", type=click.IntRange(0), default=0, help="Start at this byte of the log.")
+@click.option("--rank", type=click.IntRange(0), default=0, help="A DDP run: rank K's own log (0: the run's log).")
 @common
-def logs(app: App, job, instance, run_id, follow, offset):
+def logs(app: App, job, instance, run_id, follow, offset, rank):
     """Print a run's log; --follow re-attaches by byte offset, so no line is lost or repeated."""
     with run_on_instance(app, job, instance, run_id) as (_, target, run, transport):
+        nproc = (run.get("meta") or {}).get("nproc") or 1
+        if rank >= nproc:
+            raise InputError(f"run {run['run_id']} has {nproc} rank{'s' if nproc > 1 else ''}: no rank {rank}",
+                             hint="ranks count from 0; --rank K is for runs started with --gpus N")
         final = follow_run(app, target, run["run_dir"], run["run_id"], offset=offset, follow=follow,
-                        transport=transport, payload_dir=(run.get("meta") or {}).get("payload"))
+                           transport=transport, payload_dir=(run.get("meta") or {}).get("payload"), rank=rank)
     if app.json:
         emit_json({"ok": True, "run": final})
 

@@ -200,9 +200,10 @@ def _gpu_checks(instance, probe: dict, job) -> list[Check]:
                                             f"CUDA {smi.get('cuda_version') or '?'}"))
     names = ", ".join(f"{g.get('name')}" for g in gpus) or "none"
     matching = [g for g in gpus if _matches(e.gpu, g.get("name") or "")]
-    if len(matching) < max(1, e.gpu_count):
+    count = max(1, e.gpu_count, (getattr(job, "gpu_count", 1) or 1) if job is not None else 1)
+    if len(matching) < count:
         found = f"GPU is {names}" if len(gpus) == 1 else f"GPUs are {names}" if gpus else "no GPU found"
-        want = e.gpu if e.gpu_count <= 1 else f"{e.gpu_count} x {e.gpu}"
+        want = e.gpu if count <= 1 else f"{count} x {e.gpu}"
         checks.append(Check("GPU model", False, f"{name}: {found}, expected {want}",
                             f"{_right_instance(instance)} (the expected model comes from "
                             f"{instance.origin('expect.gpu')})"))
@@ -219,8 +220,12 @@ def _gpu_checks(instance, probe: dict, job) -> list[Check]:
         return checks
     checks.append(Check("GPU memory", True, f"{detail} >= {_num(e.min_vram_gb)} GB"))
 
-    # busy: another process holds memory on the GPU the job will use
-    target = job.gpu if job is not None else None
+    # busy: another process holds memory on the GPU the job will use (a DDP job: on enough of them)
+    multi = job is not None and getattr(job, "gpus", "1") != "1"
+    target = job.gpu if job is not None and not multi else None
+    need = max(1, e.gpu_count)
+    if multi:
+        need = len(big) if job.gpu_count is None else max(need, job.gpu_count)
     candidates = [g for g in big if target is None or g.get("index") == target] or big
     busy_reasons = {}
     for g in candidates:
@@ -239,8 +244,8 @@ def _gpu_checks(instance, probe: dict, job) -> list[Check]:
                             "another training would run out of GPU memory: stop that process (or wait for it), "
                             f"then run preflight again; more than {e.max_gpu_used_mib} MiB in use counts as busy "
                             f"({instance.origin('expect.max_gpu_used_mib')})"))
-    elif target is None and len(idle) < max(1, e.gpu_count):
-        reason = "; ".join(f"GPU {i}: {r}" for i, r in busy_reasons.items())
+    elif target is None and len(idle) < need:
+        reason = "; ".join(f"GPU {i}: {r}" for i, r in busy_reasons.items()) or f"{len(idle)} of {need} GPUs idle"
         checks.append(Check("GPU idle", False, f"{name}: GPU busy: {reason}",
                             "another training would run out of GPU memory: stop that process (or wait for it), "
                             f"then run preflight again; more than {e.max_gpu_used_mib} MiB in use counts as busy "
