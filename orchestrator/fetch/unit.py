@@ -41,4 +41,10 @@ ADAPTER = Unit()
 
 
 def export_unit(label: str) -> Unit:
+    import re
+
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,40}", label or ""):
+        from ..errors import InputError
+
+        raise InputError(f"--export {label!r} is not an export label", hint="e.g. lora, merged, merged-w4a16")
     return Unit(folder=f"exports/{label}", local="", extras=False, what=f"{label} export")
