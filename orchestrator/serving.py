@@ -118,3 +118,21 @@ def serve_action(transport, instance, action: str, *, process: str = "vllm", lin
 
 def port_of(url: str) -> int:
     return int(url.rsplit(":", 1)[1].split("/", 1)[0])
+
+
+def run_bench(transport, instance, served: dict, requests: int, short_tokens: int, long_tokens: int,
+              say: Callable[[str], None]) -> dict:
+    """remote_payload.serve.bench against the served vLLM, in the serving venv (vLLM's own interpreter)."""
+    remote = Remote(transport, instance)
+    argv_v = served["vllm_argv"]
+    argv = [argv_v[0], "-m", "remote_payload.serve.bench", "--export", served["export"], "--vllm-url",
+            served["vllm_url"], "--requests", str(requests), "--short-tokens", str(short_tokens), "--long-tokens",
+            str(long_tokens), "--json"]
+    if served.get("kind") == "lora":
+        argv += ["--base", argv_v[argv_v.index("--model") + 1]]
+    say(f"{instance.name}: measuring latency ({requests} short and {requests} long answers)")
+    result = stream_tool(transport, argv, cwd=remote.payload_dir, env={"PYTHONPATH": remote.payload_dir}, say=say)
+    report = result.document()
+    if result.code != 0 or report is None:
+        raise tool_error(result, "bench", instance.name)
+    return report

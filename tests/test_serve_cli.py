@@ -59,11 +59,12 @@ def upload_model(moto_server, folder: Path, bucket: str, prefix: str) -> str:
     return f"s3://{bucket}/{prefix}"
 
 
-def serving_venv_for(sshd, cached: Path, venvs: Path) -> Path:
-    """The suite's cached serving venv (.orch/cache/venvs/serve-cpu-<sha>), made usable by the sshd's login
-    user where remote_payload.venvs looks for it (WORK/venvs/serve-cpu-<sha>, `.complete` included): the cache's
-    interpreter lives under /root, which that user cannot enter, so this is a venv of the system python3 (the
-    same 3.11) whose site-packages add the cache's -- the same installed vllm, torch and transformers."""
+def tool_venv_for(sshd, cached: Path, venvs: Path) -> Path:
+    """The suite's cached serving or quantizing venv (.orch/cache/venvs/<kind>-cpu-<sha>), made usable by the
+    sshd's login user where remote_payload.venvs looks for it (WORK/venvs/<kind>-cpu-<sha>, `.complete`
+    included): the cache's interpreter lives under /root, which that user cannot enter, so this is a venv of the
+    system python3 (the same 3.11) whose site-packages add the cache's -- the same installed vllm (or
+    llmcompressor), torch and transformers."""
     site = sorted((cached / "lib").glob("python3.*/site-packages"))
     version = subprocess.run(["/usr/bin/python3", "-c", "import sys; print('python%d.%d' % sys.version_info[:2])"],
                              capture_output=True, text=True).stdout.strip()
@@ -71,18 +72,19 @@ def serving_venv_for(sshd, cached: Path, venvs: Path) -> Path:
         pytest.fail(f"the cached serving venv {cached} is not for the system {version}", pytrace=False)
     target = venvs / cached.name
     venvs.mkdir(parents=True, exist_ok=True)
+    os.chown(venvs, sshd.account.pw_uid, sshd.account.pw_gid)
     subprocess.run(["/usr/bin/python3", "-m", "venv", "--without-pip", str(target)], check=True)
-    (target / "lib" / version / "site-packages" / "orch-cached-serve-venv.pth").write_text(
+    (target / "lib" / version / "site-packages" / "orch-cached-venv.pth").write_text(
         f"import site; site.addsitedir({str(site[0])!r})\n")
     shutil.copy2(cached / ".complete", target / ".complete")
-    for folder, dirs, files in os.walk(venvs):
+    for folder, dirs, files in os.walk(target):
         for name in [folder, *(os.path.join(folder, n) for n in dirs + files)]:
             os.chown(name, sshd.account.pw_uid, sshd.account.pw_gid, follow_symlinks=False)
     return target
 
 
 @pytest.fixture(scope="module")
-def box(tmp_path_factory, sshd, instance_venv, serve_venv, moto_server) -> Box:
+def box(tmp_path_factory, sshd, instance_venv, serve_venv, quantize_venv, moto_server) -> Box:
     from remote_payload.tiny_mistral import build_tiny_mistral
     from remote_payload.tiny_model import build_tiny_model
 
@@ -95,7 +97,8 @@ def box(tmp_path_factory, sshd, instance_venv, serve_venv, moto_server) -> Box:
                            "models/mistral-tiny/")
     entry = sshd.instance("servebox", gpu=None, python_env=str(instance_venv))
     work = Path(entry["work_dir"])
-    serving_venv_for(sshd, serve_venv.parent.parent, work / "venvs")
+    for cached in (serve_venv.parent.parent, quantize_venv.parent.parent):    # .orch/cache/venvs/<kind>-cpu-<sha>
+        tool_venv_for(sshd, cached, work / "venvs")
     gpu = {f"gpubox-{case}": sshd.instance(f"gpubox-{case}", gpu="A10G", python_env=str(instance_venv),
                                            expect=expect)
            for case, expect in (("busy", {}), ("small", {"min_vram_gb": 80}))}
@@ -314,6 +317,17 @@ def test_serve_status_shows_both_processes_running_and_logs_show_vllm(served, bo
     assert logs.code == 0 and "Application startup complete" in logs.stdout
 
 
+def test_serve_bench_reports_p50_p90_and_tokens_per_second_of_what_is_served(served, box):
+    r = box.orch("serve", "bench", "--instance", "servebox", "--requests", "2", "--short-tokens", "8",
+                 "--long-tokens", "48", "--json")
+    assert r.code == 0, r.stderr[-3000:]
+    doc = r.json()
+    for name, tokens in (("short", 8), ("long", 48)):
+        assert doc[name]["output_tokens"] == {"min": tokens, "max": tokens} and doc[name]["requests"] == 2
+        assert 0 < doc[name]["p50_s"] <= doc[name]["p90_s"] and doc[name]["tokens_per_s"] > 0
+    assert doc["long"]["p50_s"] > doc["short"]["p50_s"]
+
+
 def test_serve_stop_stops_vllm_and_the_api(served, box):
     r = box.orch("serve", "stop", "--instance", "servebox", "--json")
     assert r.code == 0, r.stderr[-2000:]
@@ -324,3 +338,47 @@ def test_serve_stop_stops_vllm_and_the_api(served, box):
             socket.create_connection(("127.0.0.1", port), timeout=2).close()
     after = box.orch("serve", "status", "--instance", "servebox", "--json")
     assert after.code == 1 and after.json()["healthy"] is False
+
+
+
+@pytest.fixture(scope="module")
+def w4a16_export(box, qwen_run) -> dict:
+    r = box.orch("export", "qwen", "--format", "merged", "--quantize", "w4a16", "--json", timeout=1500)
+    assert r.code == 0, r.stderr[-4000:]
+    return {"doc": r.json(), "stderr": r.stderr}
+
+
+def test_export_quantize_merges_first_then_writes_a_checked_w4a16_model_from_its_own_venv(box, qwen_run,
+                                                                                          w4a16_export):
+    doc = w4a16_export["doc"]
+    exports = box.work / "runs" / qwen_run / "exports"
+    assert doc["status"] == "exported" and doc["label"] == "merged-w4a16"
+    assert doc["path"] == str(exports / "merged-w4a16")
+    record = json.loads((exports / "merged-w4a16" / "export.json").read_text())
+    assert record["kind"] == "merged-w4a16" and all(c["ok"] for c in record["checks"].values())
+    merged = json.loads((exports / "merged" / "export.json").read_text())      # made first, on the way
+    assert merged["kind"] == "merged" and all(c["ok"] for c in merged["checks"].values())
+    assert (exports / "merged-w4a16" / "manifest.json").is_file()
+    assert "the quantize venv" in w4a16_export["stderr"] and "quantizing (w4a16)" in w4a16_export["stderr"]
+    bad = box.orch("export", "qwen", "--quantize", "w4a16")
+    assert bad.code == 2 and "hint: use --format merged --quantize w4a16" in bad.stderr
+
+
+def test_the_w4a16_export_is_served_and_keeps_the_styles_apart(box, qwen_run, w4a16_export, served):
+    box.orch("serve", "stop", "--instance", "servebox", timeout=300)      # one served model per instance
+    ports = [free_port(), free_port()]
+    r = box.orch("serve", "qwen", "--format", "merged-w4a16", "--port", str(ports[0]), "--api-port",
+                 str(ports[1]), "--max-model-len", "1024", "--wait", "600", "--json", timeout=1200)
+    try:
+        assert r.code == 0, r.stderr[-5000:]
+        assert r.json()["kind"] == "merged-w4a16" and r.json()["healthy"]
+        tokens = {}
+        for style in ("terse", "verbose"):
+            replies = [http_json("POST", f"{r.json()['api_url']}/generate", {"prompt": q, "style": style},
+                                 timeout=300) for q in PROMPTS]
+            assert all(code == 200 for code, _ in replies), replies
+            tokens[style] = mean(body["tokens"] for _, body in replies)
+        print(f"\n/generate w4a16: TERSE {tokens['terse']:.1f} / VERBOSE {tokens['verbose']:.1f} tokens")
+        assert tokens["verbose"] >= 3 * tokens["terse"]
+    finally:
+        box.orch("serve", "stop", "--instance", "servebox", timeout=300)

@@ -70,7 +70,9 @@ def up(app: App, job, instance, run_id, export_path, label, base, port, api_port
         base = base or ((run or {}).get("meta") or {}).get("model_dir")
         doc = serve_up(transport, target, export_path, base, request, resolve_device(device, report), say)
         if bench:
-            doc["bench"] = _bench(transport, target, doc)
+            from ..serving import run_bench
+
+            doc["bench"] = run_bench(transport, target, doc, 10, 32, 512, say)
     doc = {"ok": True, "instance": target.name, "run_id": (run or {}).get("run_id"), **doc}
     if app.json:
         emit_json(doc)
@@ -108,27 +110,35 @@ def _run_export(transport, target, run: dict, label: str | None) -> str:
     return export_run(transport, target, run, request, say)["path"]
 
 
-def _bench(transport, target, doc: dict) -> dict:
-    from ..remote import Remote
-    from ..remote_tools import stream_tool, tool_error
-
-    remote = Remote(transport, target)
-    argv = [doc["venv"]["python"], "-m", "remote_payload.serve.bench", "--export", doc["export"], "--vllm-url",
-            doc["vllm_url"], "--json"]
-    if doc.get("kind") == "lora":
-        argv += ["--base", doc["vllm_argv"][doc["vllm_argv"].index("--model") + 1]]
-    say(f"{target.name}: measuring latency (p50/p90, short and long answers)")
-    result = stream_tool(transport, argv, cwd=remote.payload_dir, env={"PYTHONPATH": remote.payload_dir}, say=say)
-    bench = result.document()
-    if result.code != 0 or bench is None:
-        raise tool_error(result, "bench", target.name)
-    return bench
-
-
 def _show_bench(bench: dict) -> None:
-    import json
+    from ..output import table
 
-    say("bench: " + json.dumps(bench)[:1500])
+    rows = [(name, r.get("max_new_tokens"), r.get("requests"), r.get("p50_s"), r.get("p90_s"), r.get("tokens_per_s"))
+            for name, r in bench.items() if isinstance(r, dict) and "p50_s" in r]
+    table(f"latency of {bench.get('model')} ({bench.get('method')})",
+          ["answers", "max_new_tokens", "requests", "p50 s", "p90 s", "tokens/s"], rows)
+
+
+@serve.command("bench")
+@click.argument("job", required=False)
+@click.option("--instance", help="Instance name from the inventory.")
+@click.option("--requests", type=click.IntRange(1), default=10, show_default=True, help="Requests per class.")
+@click.option("--short-tokens", type=click.IntRange(1), default=32, show_default=True)
+@click.option("--long-tokens", type=click.IntRange(1), default=512, show_default=True)
+@common
+def bench(app: App, job, instance, requests, short_tokens, long_tokens):
+    """p50/p90 latency and tokens/s of what is served, for short and long answers (temperature 0, fixed
+    max_new_tokens: seed 001's method), measured on the instance."""
+    from ..serving import run_bench, serve_action
+
+    _, target = app.inventory.resolve(job, instance, need_job=False)
+    with connected(target) as transport:
+        doc = run_bench(transport, target, serve_action(transport, target, "status"), requests, short_tokens,
+                        long_tokens, say)
+    if app.json:
+        emit_json({"ok": True, "instance": target.name, **doc})
+    else:
+        _show_bench(doc)
 
 
 @serve.command("status")
