@@ -43,7 +43,9 @@ class Box:
         try:
             return orch(*args, cwd=self.root, env=self.env, timeout=timeout)
         finally:
-            TIMINGS[" ".join(a for a in args if not a.startswith("/"))[:60]] = round(time.monotonic() - started, 1)
+            key = " ".join(a for a in args if not a.startswith("/"))[:60]
+            key += f" #{sum(k.startswith(key) for k in TIMINGS) + 1}" if key in TIMINGS else ""
+            TIMINGS[key] = round(time.monotonic() - started, 1)
 
     def popen(self, *args: str) -> subprocess.Popen:
         return subprocess.Popen([sys.executable, "-m", "orchestrator", *args], cwd=self.root,
