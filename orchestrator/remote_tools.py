@@ -27,11 +27,12 @@ class ToolResult:
     seconds: float
 
     def document(self) -> dict | None:
-        """The JSON document on stdout (the whole of it, or its last line), or None."""
-        text = self.stdout.strip()
-        for candidate in (text, text.splitlines()[-1] if text else ""):
+        """The JSON document the tool printed last on stdout (libraries may print before it), or None."""
+        text = self.stdout.rstrip()
+        starts = [0] + [i + 1 for i, c in enumerate(text) if c == "\n" and text[i + 1:i + 2] == "{"]
+        for start in reversed(starts):
             try:
-                doc = json.loads(candidate)
+                doc = json.loads(text[start:])
             except ValueError:
                 continue
             if isinstance(doc, dict):
@@ -86,6 +87,10 @@ def tool_error(result: ToolResult, tool: str, where: str, *, hint: str | None = 
     (exit 2: InputError, a refusal; else CheckFailed), else the tail of its stderr (RemoteError)."""
     lines = result.stderr.strip().splitlines()
     starts = [i for i, line in enumerate(lines) if line.startswith(f"{tool}: ")]
+    if result.code == 0:
+        out = "\n    ".join(result.stdout.strip().splitlines()[-8:]) or "(nothing)"
+        return RemoteError(f"{where}: `{tool}` ended without its JSON answer; its output ended with:\n    {out}",
+                           hint="this orch and the payload on the instance may not match: run with -v, report it")
     if not starts:
         tail = "\n    ".join(lines[-12:]) or "(no output)"
         return RemoteError(f"{where}: `{tool}` exited with {result.code}:\n    {tail}", hint=hint)
