@@ -378,7 +378,9 @@ def test_the_w4a16_export_is_served_and_keeps_the_styles_apart(box, qwen_run, w4
         for style in ("terse", "verbose"):
             replies = [http_json("POST", f"{r.json()['api_url']}/generate", {"prompt": q, "style": style},
                                  timeout=300) for q in PROMPTS]
-            assert all(code == 200 for code, _ in replies), replies
+            if not all(code == 200 for code, _ in replies):
+                log = box.orch("serve", "logs", "--instance", "servebox", "--lines", "120").stdout
+                raise AssertionError(f"/generate failed on the W4A16 export: {replies[:2]}\nvLLM's log:\n{log}")
             tokens[style] = mean(body["tokens"] for _, body in replies)
         print(f"\n/generate w4a16: TERSE {tokens['terse']:.1f} / VERBOSE {tokens['verbose']:.1f} tokens")
         assert tokens["verbose"] >= 3 * tokens["terse"]
