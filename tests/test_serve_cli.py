@@ -319,6 +319,23 @@ def test_serve_status_shows_both_processes_running_and_logs_show_vllm(served, bo
     assert logs.code == 0 and "Application startup complete" in logs.stdout
 
 
+def test_a_killed_vllm_is_restarted_and_orch_serve_status_shows_the_restart(served, box):
+    before = box.orch("serve", "status", "--instance", "servebox", "--json").json()["processes"]["vllm"]
+    assert before["restarts"] == 0
+    os.kill(before["child_pid"], signal.SIGKILL)
+    deadline = time.monotonic() + 600
+    while True:
+        r = box.orch("serve", "status", "--instance", "servebox", "--json")
+        vllm = r.json()["processes"]["vllm"]
+        if r.code == 0 and vllm["restarts"] == 1 and vllm["state"] == "running":
+            break
+        assert time.monotonic() < deadline, f"vLLM was not restarted and healthy again: {r.json()}"
+        time.sleep(1)
+    assert vllm["child_pid"] != before["child_pid"] and vllm["last_exit"]["signal"] == signal.SIGKILL
+    human = box.orch("serve", "status", "--instance", "servebox")
+    assert human.code == 0 and "vllm running (restarts 1)" in human.stderr
+
+
 def test_serve_bench_reports_p50_p90_and_tokens_per_second_of_what_is_served(served, box):
     r = box.orch("serve", "bench", "--instance", "servebox", "--requests", "2", "--short-tokens", "8",
                  "--long-tokens", "48", "--json")
