@@ -6,6 +6,9 @@ and the interpreter a run uses, are computed.
     plans/<plan id>/plan.json               the plan `orch train` made for a run (content-addressed)
     venvs/<requirements sha>/              the training venv, unless the instance names a `python_env`
     runs/<run id>/                         one training run
+    runs/<run id>/exports/<label>/          its exports (`orch export`: lora, merged, merged-w4a16)
+    venvs/serve-<device>-<sha>/, venvs/quantize-<device>-<sha>/   the serving / quantizing venvs
+    serve/                                 what `orch serve` started (serve.json, logs; one model at a time)
     locks/deploy.lock                      held while a deploy changes the instance
     locks/gpu<N>.lock                      held by a run for its lifetime
     sweeps/<sweep name>/<point>.json        a sweep point's claim (on the sweep's home instance: sweepclaim.py)
@@ -39,6 +42,18 @@ class Layout:
 
     def run(self, run_id: str) -> str:
         return posixpath.join(self.runs, run_id)
+
+    def export(self, run_dir: str, label: str) -> str:
+        return posixpath.join(run_dir, "exports", label)
+
+    @property
+    def tool_venvs(self) -> str:
+        """Root of the serving and quantizing venvs (remote_payload/venvs.py names them inside it)."""
+        return posixpath.join(self.work_dir, "venvs")
+
+    @property
+    def serve_dir(self) -> str:
+        return posixpath.join(self.work_dir, "serve")
 
     @property
     def deploy_lock(self) -> str:

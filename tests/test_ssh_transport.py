@@ -120,6 +120,29 @@ def test_a_process_reads_lines_and_reports_its_exit_code_and_stderr(transport):
     assert proc.stderr_text() == "oops\n"
 
 
+def test_stderr_written_after_a_quiet_spell_is_kept_when_reads_have_a_timeout(transport):
+    """set_timeout also times out the stderr reader (one timeout per channel): a quiet stderr is not its end."""
+    from orchestrator.transport.base import Stalled
+
+    proc = transport.open(["sh", "-c", "echo early >&2; read go; echo late >&2; echo done"])
+    proc.set_timeout(0.2)
+    deadline = time.monotonic() + 30
+    while proc.stderr_text() != "early\n":
+        assert time.monotonic() < deadline, proc.stderr_text()
+        try:
+            proc.read()
+        except Stalled:
+            pass
+    for _ in range(2):                      # two timeouts in a row: the stderr reader has timed out too
+        with pytest.raises(Stalled):
+            proc.read()
+    proc.write(b"go\n")
+    proc.set_timeout(30)
+    assert proc.readline() == b"done\n"
+    assert proc.wait(10) == 0
+    assert proc.stderr_text() == "early\nlate\n"
+
+
 def test_a_command_past_its_timeout_raises_and_is_killed_on_the_instance(transport):
     marker = f"orch-timeout-{uuid.uuid4().hex}"
     started = time.monotonic()

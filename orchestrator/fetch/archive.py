@@ -44,8 +44,10 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
     return bucket, prefix.strip("/")
 
 
-def upload_adapter(dest_dir: Path, s3_uri: str, s3, *, progress: bool = False, client=None) -> UploadResult:
-    """Archive a verified fetch (`DEST/<job>/<run id>/`) under `s3_uri/<job>/<run id>/`.
+def upload_adapter(dest_dir: Path, s3_uri: str, s3, *, progress: bool = False, client=None, sub: str = "adapter",
+                   key: tuple[str, ...] | None = None) -> UploadResult:
+    """Archive a verified fetch (`DEST/<job>/<run id>/`) under `s3_uri/<job>/<run id>/`; an export
+    (`sub=""`, its files in `dest_dir` itself) under `s3_uri/` + the `key` parts (job, run id, exports, label).
 
     Every file is re-checked against the adapter manifest first. One object per file (boto3's transfer
     manager: multipart and parallel for big files); then `upload-manifest.json` (path, size, sha256 of
@@ -58,13 +60,17 @@ def upload_adapter(dest_dir: Path, s3_uri: str, s3, *, progress: bool = False, c
     started = time.monotonic()
     folder = Path(dest_dir)
     bucket, prefix = parse_s3_uri(s3_uri)
-    entries = verify_local(folder)
-    job, run_id = folder.parent.name, folder.name
-    base = "/".join(p for p in (prefix, job, run_id) if p) + "/"
+    entries = verify_local(folder, sub)
+    key = key or (folder.parent.name, folder.name)
+    job, run_id = key[0], key[1]
+    base = "/".join(p for p in (prefix, *key) if p) + "/"
     uri = f"s3://{bucket}/{base}"
 
-    sums = {f"adapter/{e.path}": e.sha256 for e in entries}
-    files = [f for f in list_files(folder) if f != f"adapter/{MANIFEST}"] + [f"adapter/{MANIFEST}"]
+    member = (lambda rel: f"{sub}/{rel}") if sub else (lambda rel: rel)
+    sums = {member(e.path): e.sha256 for e in entries}
+    listed = [f for f in list_files(folder) if not f.startswith("exports/")] if sub else \
+        [member(e.path) for e in entries]          # exports are uploaded on their own (`--export`)
+    files = [f for f in listed if f != member(MANIFEST)] + [member(MANIFEST)]
     listing = []
     for rel in files:
         path = folder / rel

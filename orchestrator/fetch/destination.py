@@ -54,28 +54,30 @@ def load_json(path: Path) -> Any:
         return None
 
 
-def same_manifest(folder: Path, manifest: Any) -> bool:
-    return load_json(folder / "adapter" / MANIFEST) == manifest
+def same_manifest(folder: Path, manifest: Any, sub: str = "adapter") -> bool:
+    return load_json(folder / sub / MANIFEST) == manifest
 
 
-def verified(folder: Path, manifest: Any, entries: list[ManifestEntry]) -> bool:
-    """True when `folder` holds exactly this adapter (its manifest and every file, sha256 checked)."""
-    if not same_manifest(folder, manifest):
+def verified(folder: Path, manifest: Any, entries: list[ManifestEntry], sub: str = "adapter") -> bool:
+    """True when `folder` holds exactly this adapter (its manifest and every file, sha256 checked); `sub`: the
+    folder inside it the manifest covers ("" for an export, whose files lie in `folder` itself)."""
+    if not same_manifest(folder, manifest, sub):
         return False
-    adapter = folder / "adapter"
+    adapter = folder / sub
     present = {p.relative_to(adapter).as_posix() for p in adapter.rglob("*") if not p.is_dir()}
     if present != {e.path for e in entries} | {MANIFEST}:
         return False
     return all(matches(adapter / e.path, e) for e in entries)
 
 
-def reusable(partial: Path, entries: list[ManifestEntry], extras: list[str]) -> set[str]:
-    """Adapter files already in the partial folder that match the manifest; anything else there goes."""
+def reusable(partial: Path, entries: list[ManifestEntry], extras: list[str], sub: str = "adapter") -> set[str]:
+    """Adapter files already in the partial folder that match the manifest; anything else there goes (but
+    exports/, fetched into a run's destination on their own)."""
     by_path = {e.path: e for e in entries}
     keep: set[str] = set()
-    adapter = partial / "adapter"
-    for child in list(partial.iterdir()):
-        if child.name == "adapter" and child.is_dir() and not child.is_symlink():
+    adapter = partial / sub
+    for child in list(partial.iterdir()) if sub else []:
+        if child.name in (sub, "exports") and child.is_dir() and not child.is_symlink():
             continue
         if child.name in extras and child.is_file() and not child.is_symlink():
             continue                            # re-sent each time anyway (small), overwritten
@@ -152,15 +154,16 @@ class Lock:
 
 
 
-def verify_local(folder: Path) -> list[ManifestEntry]:
-    """Check a fetched destination against its own adapter/manifest.json; its entries, or CheckFailed."""
+def verify_local(folder: Path, sub: str = "adapter") -> list[ManifestEntry]:
+    """Check a fetched destination against its own adapter/manifest.json (`sub`/manifest.json); its entries,
+    or CheckFailed."""
     folder = Path(folder)
-    manifest = load_json(folder / "adapter" / MANIFEST)
+    manifest = load_json(folder / sub / MANIFEST)
     if manifest is None:
-        raise CheckFailed(f"{folder} holds no fetched adapter ({folder}/adapter/{MANIFEST} is missing)",
+        raise CheckFailed(f"{folder} holds no fetched {sub or 'export'} ({folder / sub / MANIFEST} is missing)",
                           hint="fetch it first with `orch fetch-adapter`")
-    _, entries = parse_manifest({"manifest": manifest}, str(folder), str(folder))
-    if not verified(folder, manifest, entries):
+    _, entries = parse_manifest({"manifest": manifest}, str(folder), str(folder), sub or ".")
+    if not verified(folder, manifest, entries, sub):
         raise CheckFailed(f"{folder}: the adapter no longer matches its manifest (a file changed, is missing "
                           "or was added)", hint="fetch it again with `orch fetch-adapter` (it repairs the copy)")
     return entries

@@ -28,9 +28,13 @@ class ManifestEntry:
     sha256: str
 
 
-def inspect(transport, instance, run_dir: str, where: str, payload_dir: str | None = None) -> dict:
-    return Remote(transport, instance).json("inspect_run", run_dir, what=f"reading the run folder {run_dir}",
-                                            payload_dir=payload_dir, timeout=60)
+def inspect(transport, instance, run_dir: str, where: str, payload_dir: str | None = None,
+            folder: str = "adapter") -> dict:
+    """The run's state and `folder`'s manifest and files. Another folder than adapter/ (an export) is read
+    with the current payload's inspect_run.py: older payloads do not know --folder."""
+    args = [run_dir] if folder == "adapter" else [run_dir, "--folder", folder]
+    return Remote(transport, instance).json("inspect_run", *args, what=f"reading the run folder {run_dir}",
+                                            payload_dir=payload_dir if folder == "adapter" else None, timeout=60)
 
 
 def check_finished(info: dict, where: str, run_id: str, run_dir: str, final: Path) -> None:
@@ -76,16 +80,20 @@ def check_finished(info: dict, where: str, run_id: str, run_dir: str, final: Pat
                                                     "finished")
 
 
-def parse_manifest(info: dict, where: str, run_dir: str) -> tuple[Any, list[ManifestEntry]]:
+def parse_manifest(info: dict, where: str, run_dir: str, folder: str = "adapter") -> tuple[Any, list[ManifestEntry]]:
     manifest = info.get("manifest")
     if manifest is None:
         why = info.get("manifest_error") or "missing"
+        if folder != "adapter":
+            raise CheckFailed(f"{where}: no finished export at {run_dir}/{folder} ({MANIFEST} is {why})",
+                              hint="make it with `orch export` (an export is complete only once its manifest "
+                                   "is written)")
         raise CheckFailed(f"{where}: the adapter is incomplete: {run_dir}/adapter/{MANIFEST} is {why}",
                           hint="the payload writes the manifest last, after the adapter is saved; a run "
                                "without it did not save its adapter (see `orch logs`). Re-run or "
                                "`orch train --resume`")
     raw = manifest.get("files") if isinstance(manifest, dict) else None
-    bad = f"{where}: {run_dir}/adapter/{MANIFEST} is not a valid adapter manifest"
+    bad = f"{where}: {run_dir}/{folder}/{MANIFEST} is not a valid manifest"
     if not isinstance(raw, list) or not raw:
         raise CheckFailed(f"{bad}: it needs a non-empty \"files\" list of {{path, size, sha256}}")
     entries, seen = [], set()
@@ -98,8 +106,8 @@ def parse_manifest(info: dict, where: str, run_dir: str) -> tuple[Any, list[Mani
                 any(c not in "0123456789abcdef" for c in digest):
             raise CheckFailed(f"{bad}: entry for {path!r} has a bad size or sha256")
         if not safe_relpath(path) or path == MANIFEST:
-            raise CheckFailed(f"{bad}: path {path!r} is not a plain relative path inside adapter/",
-                              hint="the manifest may only name files inside the adapter folder")
+            raise CheckFailed(f"{bad}: path {path!r} is not a plain relative path inside {folder}/",
+                              hint="the manifest may only name files inside its own folder")
         if path in seen:
             raise CheckFailed(f"{bad}: {path!r} is listed twice")
         seen.add(path)
@@ -107,24 +115,25 @@ def parse_manifest(info: dict, where: str, run_dir: str) -> tuple[Any, list[Mani
     return manifest, entries
 
 
-def check_remote_files(info: dict, entries: list[ManifestEntry], where: str, run_dir: str) -> None:
+def check_remote_files(info: dict, entries: list[ManifestEntry], where: str, run_dir: str,
+                       folder: str = "adapter") -> None:
     actual: dict[str, int] = info.get("adapter_files") or {}
     problems = []
     for rel in info.get("adapter_odd") or []:
-        problems.append(f"adapter/{rel} is not a regular file (a link or a device)")
+        problems.append(f"{folder}/{rel} is not a regular file (a link or a device)")
     listed = {e.path for e in entries}
     missing = [e.path for e in entries if e.path not in actual]
     extra = sorted(set(actual) - listed - {MANIFEST})
     if missing:
-        problems.append("missing: " + ", ".join(f"adapter/{p}" for p in missing))
+        problems.append("missing: " + ", ".join(f"{folder}/{p}" for p in missing))
     if extra:
-        problems.append("not in the manifest: " + ", ".join(f"adapter/{p}" for p in extra))
+        problems.append("not in the manifest: " + ", ".join(f"{folder}/{p}" for p in extra))
     for e in entries:
         if e.path in actual and actual[e.path] != e.size:
-            problems.append(f"adapter/{e.path} is {actual[e.path]} bytes on the instance, the manifest says "
+            problems.append(f"{folder}/{e.path} is {actual[e.path]} bytes on the instance, the manifest says "
                             f"{e.size}: the file on the instance is corrupted or incomplete")
     if problems:
-        raise CheckFailed(f"{where}: the adapter in {run_dir}/adapter does not match its manifest:\n    "
+        raise CheckFailed(f"{where}: {run_dir}/{folder} does not match its manifest:\n    "
                           + "\n    ".join(problems),
                           hint="the adapter on the instance is incomplete or was changed after the run "
                                "saved it; train again (`orch train`) or fetch another run with --run")

@@ -47,7 +47,7 @@ class _Source:
 
 
 def receive(transport, run_dir: str, members: list[str], partial: Path, where: str, *, stall_timeout: float,
-            bar, done_before: int, n_entries: int, total: int) -> set[str]:
+            bar, done_before: int, n_entries: int, total: int, prefix: str = "adapter/") -> set[str]:
     """Stream `members` from the instance into `partial`; the members written."""
     argv = ["tar", "-C", run_dir, "-b", TAR_BLOCKING, "-cf", "-", "--", *members]
     wanted = set(members)
@@ -67,7 +67,7 @@ def receive(transport, run_dir: str, members: list[str], partial: Path, where: s
     except Exception as exc:  # the connection or the remote tar went away: keep what is complete
         _kill(proc)
         stderr = _stderr(proc)
-        done = done_before + sum(1 for m in written if m.startswith("adapter/") and m != "adapter/manifest.json")
+        done = done_before + sum(1 for m in written if m.startswith(prefix) and m != f"{prefix}manifest.json")
         if isinstance(exc, Stalled):
             why = f"no data from the instance for {exc.seconds:g} s (stall_timeout)"
         elif isinstance(exc, Interrupted):
@@ -76,7 +76,7 @@ def receive(transport, run_dir: str, members: list[str], partial: Path, where: s
             why = f"{type(exc).__name__}: {exc}" if str(exc) else f"{type(exc).__name__}: the connection closed"
         raise RemoteError(
             f"{where}: the transfer was interrupted after {source.bytes / 1e6:.1f} MB of about {total / 1e6:.1f} MB "
-            f"({why}){' - ' + stderr if stderr else ''}; {done} of {n_entries} adapter files are complete in "
+            f"({why}){' - ' + stderr if stderr else ''}; {done} of {n_entries} files are complete in "
             f"{partial}", hint="run the same command again: it resumes, transferring only what is missing") from None
     finally:
         sys.setswitchinterval(switch)

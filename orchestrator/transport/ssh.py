@@ -216,11 +216,20 @@ class SshProcess:
         self._err_reader.start()
 
     def _drain_stderr(self) -> None:
-        try:
-            for chunk in iter(lambda: self._chan.recv_stderr(65536), b""):
-                self._err += chunk
-        except (OSError, EOFError):
-            pass
+        """Collect stderr until it ends. `set_timeout` also times out this reader (paramiko has one timeout per
+        channel): a quiet stderr is waited on again, not taken for its end, so progress written later is kept."""
+        while True:
+            try:
+                chunk = self._chan.recv_stderr(65536)
+            except socket.timeout:
+                if self._chan.closed or self._connection_gone():
+                    return
+                continue
+            except (OSError, EOFError):
+                return
+            if not chunk:
+                return
+            self._err += chunk
 
     def _lost(self) -> "ConnectionLost":
         return ConnectionLost(f"{self.instance_name}: the SSH connection was lost while `{self.argv[0]}` was running")
