@@ -43,7 +43,7 @@ class Stages:
         jobs = {"stage1": self.base,
                 "iac": {**self.base, "recipe": "tiny-iac", "dataset": str(IAC), "init_from": "stage1",
                         "replay": {"job": "stage1", "fraction": 0.1}}, **extra}
-        write_inventory(self.root, {"gpubox": self.instance}, jobs, env={})
+        write_inventory(self.root, {"stagebox": self.instance}, jobs, env={})
 
     def orch(self, *args: str, timeout: float = 900, env: dict | None = None) -> OrchRun:
         t0 = time.monotonic()
@@ -52,15 +52,15 @@ class Stages:
         return result
 
     def run_dir(self, run_id: str) -> Path:
-        return Path(self.sshd.remote_dirs("gpubox")[0]) / "runs" / run_id
+        return Path(self.sshd.remote_dirs("stagebox")[0]) / "runs" / run_id
 
 
 @pytest.fixture(scope="module")
 def stages(tmp_path_factory, sshd, instance_venv, moto_server, weights_uri):
     sshd.set_gpu_case("a10g-idle")
     root = tmp_path_factory.mktemp("stages")
-    instance = sshd.instance("gpubox", python_env=str(instance_venv))
-    base = {"instance": "gpubox", "recipe": "tiny-verbosity", "dataset": str(DEMO), "weights": weights_uri,
+    instance = sshd.instance("stagebox", python_env=str(instance_venv))
+    base = {"instance": "stagebox", "recipe": "tiny-verbosity", "dataset": str(DEMO), "weights": weights_uri,
             "s3_endpoint": moto_server.endpoint, "s3_region": "us-east-1", "s3_credentials": "forward"}
     env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing-secret-key"}
     s = Stages(root, sshd, env, instance, base)
@@ -163,7 +163,7 @@ def test_init_from_an_s3_adapter_fetches_it_onto_the_instance_and_records_it(sta
     assert trained_s3.code == 0, trained_s3.stderr[-3000:]
     run = json.loads((stages.run_dir(trained_s3.json()["run_id"]) / "run.json").read_text())
     assert run["parent"]["source"] == uri and run["parent"]["adapter_dir"].startswith(
-        str(Path(stages.sshd.remote_dirs("gpubox")[0]) / "parents"))
+        str(Path(stages.sshd.remote_dirs("stagebox")[0]) / "parents"))
     stage1_run = json.loads((stages.run_dir(stage1["run_id"]) / "run.json").read_text())
     assert run["parent"]["recipe"] == stage1_run["recipe"]["name"]
 
@@ -180,7 +180,7 @@ def test_remote_validate_runs_the_validators_on_the_instance_and_gives_the_same_
     """The instance's validators venv is this machine's cached one, linked where `--remote-validate` installs
     (work_dir/validators/<requirements hash>): the installer finds it complete and reuses it, as a second
     eval on a real instance does."""
-    work = Path(stages.sshd.remote_dirs("gpubox")[0])
+    work = Path(stages.sshd.remote_dirs("stagebox")[0])
     (work / "validators").mkdir(exist_ok=True)
     link = work / "validators" / validators_venv.name
     if not link.exists():
@@ -191,7 +191,7 @@ def test_remote_validate_runs_the_validators_on_the_instance_and_gives_the_same_
     there = stages.orch("eval", "iac", "--suite", "iac", "--max-new-tokens", "48", "--remote-validate", "--json")
     assert there.code == 1, there.stderr[-2000:]
     local, remote = here.json(), there.json()
-    assert remote["validated_on"] == "gpubox" and local["validated_on"] == "controller"
+    assert remote["validated_on"] == "stagebox" and local["validated_on"] == "controller"
     assert verdicts(remote) == verdicts(local)                 # greedy answers, the same validators: same verdicts
     stage2 = trained[1]
     assert (stages.run_dir(stage2["run_id"]) / "iac" / "report.json").is_file()
