@@ -63,8 +63,8 @@ def test_preflight_reaches_a_box_only_reachable_through_the_bastion_over_one_con
 
 def test_the_payload_a_followed_run_and_fetch_work_through_the_bastion(jump_pair, tmp_path):
     """What deploy and train do over the connection (ship the payload, start a supervised run), then the CLI's
-    `logs --follow` and `fetch-adapter`. (Not `orch deploy`/`orch train` themselves: they need the pinned torch
-    venv on the instance and S3 reachable from inside the namespace.)"""
+    `logs --follow` and `fetch-adapter`, on a run whose output the test controls. (`orch deploy` and `orch train`
+    themselves, with the pinned venv and S3: the test after this one.)"""
     from orchestrator.inventory import load_inventory
     from orchestrator.remote import Remote
     from orchestrator.transport import connect
@@ -95,6 +95,60 @@ def test_the_payload_a_followed_run_and_fetch_work_through_the_bastion(jump_pair
     assert fetched.json()["verified"]
     got = dest / "demo" / fetched_run.name / "adapter" / "adapter_model.safetensors"   # make_run's job: demo
     assert got.read_bytes() == (fetched_run / "adapter" / "adapter_model.safetensors").read_bytes()
+
+
+def test_orch_train_through_the_bastion_deploys_trains_the_tiny_model_and_fetches_its_adapter(
+        jump_pair, tmp_path, instance_venv, moto_server, tiny_model_dir):
+    """The whole CLI through the jump: preflight, deploy, `train --follow` of the tiny recipe (its weights from
+    S3, synced by the instance), then `fetch-adapter`. The instance's namespace cannot reach the S3 server on
+    the test's loopback; a relay opens that one port inside it (tests/fixtures/netns_relay.py: a private
+    subnet's route to S3), so the controller and the instance use one endpoint URL, as on a real VPC."""
+    from tests.fixtures.netns_relay import PortIntoNamespace
+    from tests.fixtures.s3server import unique_bucket, upload_weights
+
+    assert jump_pair.direct_refused()
+    bucket, prefix = unique_bucket("jump"), "models/tiny-qwen3/"
+    files = {p.relative_to(tiny_model_dir).as_posix(): p.read_bytes()
+             for p in sorted(Path(tiny_model_dir).rglob("*")) if p.is_file()}
+    upload_weights(moto_server.client(), bucket, prefix, files)
+    probe = ["ip", "netns", "exec", jump_pair.ns.name, "python3", "-c",
+             f"import socket; socket.create_connection(('127.0.0.1', {moto_server.port}), timeout=2)"]
+    assert subprocess.run(probe, capture_output=True).returncode != 0    # no S3 in there without the relay
+    entry = jump_pair.instance("behind", gpu=None, python_env=str(instance_venv))
+    job = {"instance": "behind", "recipe": "tiny-verbosity", "dataset": str(ROOT / "training_data" /
+           "verbosity_demo.jsonl"), "weights": f"s3://{bucket}/{prefix}", "s3_endpoint": moto_server.endpoint,
+           "s3_region": "us-east-1", "s3_credentials": "forward",
+           "overrides": {"max_steps": 20, "eval_after_train": False}}
+    inventory = write_inventory(tmp_path, {"behind": entry}, {"tiny": job}, env={})
+    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing-secret-key"}
+    mark = moto_server.mark()
+    with PortIntoNamespace(jump_pair.ns.name, moto_server.port, tmp_path / "relay.log") as relay:
+        assert subprocess.run(probe, capture_output=True).returncode == 0
+        relayed = relay.connections()
+        preflight = run(inventory, "preflight", "tiny", "--json", env=env)
+        assert preflight.code == 0, preflight.stdout + preflight.stderr
+        deployed = run(inventory, "deploy", "tiny", "--json", env=env)
+        assert deployed.code == 0, deployed.stderr
+        assert deployed.json()["payload_bytes_sent"] > 0
+        trained = run(inventory, "train", "tiny", "--follow", "--json", env=env, timeout=240)
+        assert trained.code == 0, trained.stderr[-3000:]
+        assert relay.connections() > relayed        # the instance's weights sync came through the relay
+    doc = trained.json()
+    assert doc["state"] == "finished" and doc["exit_code"] == 0, doc
+    run_id = doc["run_id"]
+    assert "[orch] run finished with exit code 0" in trained.stderr     # the followed log, through both hops
+    reads = {r.bucket_and_key[1] for r in moto_server.requests(since=mark, bucket=bucket) if r.is_object_read}
+    assert {prefix + rel for rel in files} <= reads                     # every weights file came from S3
+
+    dest = tmp_path / "adapters"
+    fetched = run(inventory, "fetch-adapter", "tiny", "--dest", str(dest), "--json", env=env)
+    assert fetched.code == 0, fetched.stderr
+    assert fetched.json()["verified"]
+    adapter = dest / "tiny" / run_id / "adapter"
+    remote = Path(entry["work_dir"]) / "runs" / run_id / "adapter"
+    assert (adapter / "manifest.json").is_file()
+    assert (adapter / "adapter_model.safetensors").read_bytes() == \
+        (remote / "adapter_model.safetensors").read_bytes()
 
 
 def test_a_port_on_the_instance_is_forwarded_through_the_bastion(jump_pair, tmp_path):
