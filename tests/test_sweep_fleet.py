@@ -48,6 +48,8 @@ class Fleet:
         out = []
         for name in self.servers:
             for folder in sorted((self.work(name) / "runs").glob("*")):
+                if not (folder / "supervise.json").is_file():
+                    continue    # a run being started: its supervisor writes supervise.json (atomically) next
                 info = json.loads((folder / "supervise.json").read_text())
                 if info.get("sweep") != sweep:
                     continue
