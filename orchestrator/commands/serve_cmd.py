@@ -141,17 +141,22 @@ def bench(app: App, job, instance, requests, short_tokens, long_tokens):
         _show_bench(doc)
 
 
+def _on_instance(app: App, job, instance, action: str, **options):
+    """(the instance, `remote_payload.serve ACTION`'s answer there) for status, logs and stop."""
+    from ..serving import serve_action
+
+    _, target = app.inventory.resolve(job, instance, need_job=False)
+    with connected(target) as transport:
+        return target, serve_action(transport, target, action, **options)
+
+
 @serve.command("status")
 @click.option("--instance", help="Instance name from the inventory.")
 @click.argument("job", required=False)
 @common
 def status(app: App, job, instance):
     """What is served on the instance: each process's state and restarts, and /health."""
-    from ..serving import serve_action
-
-    _, target = app.inventory.resolve(job, instance, need_job=False)
-    with connected(target) as transport:
-        doc = serve_action(transport, target, "status")
+    target, doc = _on_instance(app, job, instance, "status")
     if app.json:
         emit_json({"ok": bool(doc.get("healthy")), "instance": target.name, **doc})
     else:
@@ -172,11 +177,7 @@ def status(app: App, job, instance):
 @common
 def logs(app: App, job, instance, process, lines):
     """The last lines of vLLM's (or the API's) log on the instance."""
-    from ..serving import serve_action
-
-    _, target = app.inventory.resolve(job, instance, need_job=False)
-    with connected(target) as transport:
-        text = serve_action(transport, target, "logs", process=process, lines=lines)
+    target, text = _on_instance(app, job, instance, "logs", process=process, lines=lines)
     if app.json:
         emit_json({"ok": True, "instance": target.name, "process": process, "log": text})
     else:
@@ -189,11 +190,7 @@ def logs(app: App, job, instance, process, lines):
 @common
 def stop(app: App, job, instance):
     """Stop vLLM and the API on the instance."""
-    from ..serving import serve_action
-
-    _, target = app.inventory.resolve(job, instance, need_job=False)
-    with connected(target) as transport:
-        doc = serve_action(transport, target, "stop")
+    target, doc = _on_instance(app, job, instance, "stop")
     if app.json:
         emit_json({"ok": True, "instance": target.name, **doc})
     else:
