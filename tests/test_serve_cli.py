@@ -244,7 +244,8 @@ def _processes_of(user: str) -> list[str]:
 def served(box, qwen_run, lora_export):
     ports = {"vllm": free_port(), "api": free_port()}
     r = box.orch("serve", "qwen", "--port", str(ports["vllm"]), "--api-port", str(ports["api"]),
-                 "--max-model-len", "1024", "--wait", "600", "--json", timeout=1200)
+                 "--max-model-len", "1024", "--wait", "600", "--bench", "--bench-requests", "2", "--json",
+                 timeout=1200)
     try:
         assert r.code == 0, r.stderr[-5000:]
         yield {"doc": r.json(), "ports": ports, "stderr": r.stderr}
@@ -345,6 +346,18 @@ def test_serve_bench_reports_p50_p90_and_tokens_per_second_of_what_is_served(ser
         assert doc[name]["output_tokens"] == {"min": tokens, "max": tokens} and doc[name]["requests"] == 2
         assert 0 < doc[name]["p50_s"] <= doc[name]["p90_s"] and doc[name]["tokens_per_s"] > 0
     assert doc["long"]["p50_s"] > doc["short"]["p50_s"]
+
+
+def test_orch_serve_bench_measures_what_it_just_served_in_the_same_step(served):
+    bench = served["doc"]["bench"]            # `orch serve qwen ... --bench --bench-requests 2`
+    print("\norch serve --bench: " + ", ".join(f"{n} p50 {bench[n]['p50_s']} s p90 {bench[n]['p90_s']} s "
+                                               f"{bench[n]['tokens_per_s']} tok/s" for n in ("short", "long")))
+    assert bench["model"] == served["doc"]["served_name"] and bench["kind"] == "lora"
+    for name, tokens in (("short", 32), ("long", 512)):      # seed 001's classes: <= 32 and >= 512 tokens
+        assert bench[name]["output_tokens"] == {"min": tokens, "max": tokens} and bench[name]["requests"] == 2
+        assert 0 < bench[name]["p50_s"] <= bench[name]["p90_s"] and bench[name]["tokens_per_s"] > 0
+    assert bench["long"]["p50_s"] > bench["short"]["p50_s"]
+    assert "measuring latency (2 short and 2 long answers)" in served["stderr"]
 
 
 def test_serve_stop_stops_vllm_and_the_api(served, box):

@@ -48,11 +48,14 @@ def serve():
 @click.option("--max-model-len", type=click.IntRange(16), help="Context length vLLM reserves memory for.")
 @click.option("--wait", type=click.FloatRange(1), default=900.0, show_default=True,
               help="Seconds to wait for /health.")
-@click.option("--bench", is_flag=True, help="Then measure p50/p90 latency and tokens/s (remote_payload.serve.bench).")
+@click.option("--bench", is_flag=True, help="Then measure p50/p90 latency and tokens/s, as `orch serve bench` "
+                                           "does with its defaults (32 and 512 output tokens).")
+@click.option("--bench-requests", type=click.IntRange(1), default=10, show_default=True,
+              help="With --bench: requests per class (short, long).")
 @click.option("--force", is_flag=True, help="Serve even when preflight fails.")
 @common
 def up(app: App, job, instance, run_id, export_path, label, base, port, api_port, device, max_model_len, wait,
-       bench, force):
+       bench, bench_requests, force):
     """Serve a run's export (or --export PATH) on the instance."""
     from ..serving import ServeRequest, resolve_device, serve_preflight, serve_up
 
@@ -72,7 +75,7 @@ def up(app: App, job, instance, run_id, export_path, label, base, port, api_port
         if bench:
             from ..serving import run_bench
 
-            doc["bench"] = run_bench(transport, target, doc, 10, 32, 512, say)
+            doc["bench"] = run_bench(transport, target, doc, bench_requests, 32, 512, say)
     doc = {"ok": True, "instance": target.name, "run_id": (run or {}).get("run_id"), **doc}
     if app.json:
         emit_json(doc)
