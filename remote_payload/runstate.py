@@ -169,7 +169,7 @@ def read_run(run_dir, now=None):
     out["run_id"] = info.get("run_id") or run_id
     out["meta"] = {k: info.get(k) for k in ("payload", "bundle", "job_dir", "python", "model_dir", "gpu", "gpus",
                                              "resumes", "lock", "locks", "nproc", "cwd", "sweep", "point",
-                                             "params") if k in info}
+                                             "params", "parent") if k in info}
     run_json, _ = read_json(os.path.join(run_dir, RUN_JSON))
     if run_json is not None:
         out["payload_status"] = run_json.get("status")

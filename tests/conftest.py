@@ -56,6 +56,14 @@ def orch(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: 
     return OrchRun(p.returncode, p.stdout, p.stderr)
 
 
+def kill_run(run_dir: Path) -> None:
+    """Kill a run's supervisor and its training at once, as a crash or the OOM killer would."""
+    import signal
+
+    os.killpg(int((run_dir / "child_pid").read_text()), signal.SIGKILL)
+    os.kill(int((run_dir / "pid").read_text()), signal.SIGKILL)
+
+
 @pytest.fixture
 def project(tmp_path):
     """A scratch project folder: write an inventory and a .env into it, run orch there."""

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, OrchRun, orch
+from tests.conftest import ROOT, OrchRun, kill_run, orch
 from tests.fixtures.sshd import write_inventory
 
 pytestmark = pytest.mark.timeout(900)
@@ -164,13 +164,6 @@ def next_line(proc: subprocess.Popen, timeout: float = 120) -> str:
     return got[0]
 
 
-def _kill_run(run_dir: Path) -> None:
-    """Kill the supervisor and the training at once, as a crash or the OOM killer would."""
-    child = int((run_dir / "child_pid").read_text())
-    os.killpg(child, signal.SIGKILL)
-    os.kill(int((run_dir / "pid").read_text()), signal.SIGKILL)
-
-
 def test_a_killed_training_is_lost_and_resume_continues_from_its_checkpoint(lifecycle):
     started = lifecycle.orch("train", "tiny-ckpt", "--json")
     assert started.code == 0, started.stderr
@@ -180,7 +173,7 @@ def test_a_killed_training_is_lost_and_resume_continues_from_its_checkpoint(life
     while not (run_dir / "checkpoints" / "checkpoint-40").is_dir() and time.time() < deadline:
         time.sleep(0.5)
     assert (run_dir / "checkpoints" / "checkpoint-40").is_dir(), (run_dir / "log").read_text()[-2000:]
-    _kill_run(run_dir)
+    kill_run(run_dir)
     lost = lifecycle.wait_state(run_id, ("lost", "failed", "finished"), timeout=30)
     assert lost["state"] == "lost" and lost["exit_code"] is None
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from remote_payload.replay import data_lines, mix, replay_count
-from tests.conftest import ROOT, OrchRun, orch
+from tests.conftest import ROOT, OrchRun, kill_run, orch
 from tests.fixtures.sshd import write_inventory
 
 pytestmark = pytest.mark.timeout(1500)
@@ -204,3 +204,51 @@ def verdicts(doc: dict) -> dict:
 def owner_of(path: Path) -> tuple[int, int]:
     info = path.stat()
     return info.st_uid, info.st_gid
+
+
+def test_a_killed_stage2_run_resumes_from_its_checkpoint_keeping_its_parent_though_stage1_trained_again(
+        stages, trained):
+    """--resume continues the stage-2 run it was given, on the parent that run started from: a newer stage-1 run
+    (the one init_from would pick for a new run now) must not slip into a half-trained run's lineage."""
+    from remote_payload.modeling import file_sha256
+
+    stage1, _ = trained
+    ckpt = {**stages.base, "recipe": "tiny-iac", "dataset": str(IAC), "init_from": "stage1",
+            "overrides": {"max_steps": 30, "save_steps": 5, "eval_after_train": False}}
+    stages.jobs(**{"iac-ckpt": ckpt})
+    started = stages.orch("train", "iac-ckpt", "--json")
+    assert started.code == 0, started.stderr[-3000:]
+    run_id = started.json()["run_id"]
+    run_dir = stages.run_dir(run_id)
+    deadline = time.monotonic() + 300
+    while not (run_dir / "checkpoints" / "checkpoint-10").is_dir():
+        assert time.monotonic() < deadline and not (run_dir / "exit_code").exists(), \
+            (run_dir / "log").read_text()[-3000:]
+        time.sleep(0.5)
+    kill_run(run_dir)
+    deadline = time.monotonic() + 60
+    while (lost := stages.orch("status", "--run", run_id, "--json").json()["runs"][0])["state"] == "running":
+        assert time.monotonic() < deadline, lost
+        time.sleep(0.5)
+    assert lost["state"] == "lost", lost
+
+    # stage 1 trains again meanwhile: a new stage-2 run would now start from this one
+    stages.jobs(**{"iac-ckpt": ckpt, "stage1": {**stages.base, "overrides": {"max_steps": 2,
+                                                                            "eval_after_train": False}}})
+    newer = stages.orch("train", "stage1", "--follow", "--json")
+    assert newer.code == 0, newer.stderr[-3000:]
+    assert newer.json()["run_id"] != stage1["run_id"]
+
+    resumed = stages.orch("train", "iac-ckpt", "--resume", "--follow", "--json")
+    assert resumed.code == 0, resumed.stderr[-3000:]
+    assert resumed.json()["run_id"] == run_id and resumed.json()["state"] == "finished"
+    record = json.loads((run_dir / "run.json").read_text())
+    assert [(a["attempt"], a["status"]) for a in record["attempts"]] == [(1, "lost"), (2, "succeeded")]
+    assert int(record["attempts"][-1]["resumed_from"].split("-")[1]) >= 10
+    parent_adapter = stages.run_dir(stage1["run_id"]) / "adapter"
+    assert record["parent"]["run_id"] == stage1["run_id"]
+    assert record["parent"]["adapter_sha256"] == file_sha256(parent_adapter / "adapter_model.safetensors")
+    meta = json.loads((run_dir / "adapter" / "payload_meta.json").read_text())
+    assert [e["run_id"] for e in meta["lineage"]] == [stage1["run_id"]]
+    steps = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in steps if m["event"] == "step"][-1] == 30
