@@ -12,8 +12,9 @@ one-GPU run does. In a run of N processes:
   completion record (status, the sha256 of its trainable weights): the supervisor judges the run by these
   records, not by torchrun's exit code alone, and `orch status` shows them per rank;
 * a watchdog thread in each rank ends that rank when a peer's process is gone or its heartbeat is older than
-  ORCH_PEER_TIMEOUT_S (default 300 s) before the peer finished: gloo ignores `ddp_timeout` on CPU, and a frozen
-  peer would otherwise hang the others for ever. torchrun then ends the remaining ranks and the run fails.
+  the recipe's `ddp_peer_timeout_s` (default 300 s) before the peer finished: gloo ignores `ddp_timeout` on CPU,
+  and a frozen peer would otherwise hang the others for ever. torchrun then ends the remaining ranks and the run
+  fails.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from pathlib import Path
 
 RANKS_DIR = "ranks"
 HEARTBEAT_S = 2.0
-PEER_TIMEOUT_S = float(os.environ.get("ORCH_PEER_TIMEOUT_S", "300"))
+PEER_TIMEOUT_S = 300.0    # until the recipe is read (RankFile.peer_timeout_s = recipe.ddp_peer_timeout_s)
 DDP_TIMEOUT_S = float(os.environ.get("ORCH_DDP_TIMEOUT_S", "1800"))
 
 
@@ -118,6 +119,7 @@ class RankFile:
         self.path = self.folder / f"{rank.rank}.json"
         self.doc = {"rank": rank.rank, "local_rank": rank.local_rank, "world_size": rank.world_size,
                     "pid": os.getpid(), "status": "running", "step": 0, "started_at": time.time()}
+        self.peer_timeout_s = PEER_TIMEOUT_S
         self._stop = threading.Event()
 
     def start(self) -> "RankFile":
@@ -160,8 +162,9 @@ class RankFile:
             if isinstance(pid, int) and not _alive(pid):
                 return f"rank {other} (pid {pid}) is gone"
             age = time.time() - float(doc.get("heartbeat") or 0)
-            if age > PEER_TIMEOUT_S:
-                return f"rank {other} has not beaten for {age:.0f} s (ORCH_PEER_TIMEOUT_S={PEER_TIMEOUT_S:g})"
+            if age > self.peer_timeout_s:
+                return (f"rank {other} (pid {pid}) has not beaten for {age:.0f} s "
+                        f"(ddp_peer_timeout_s={self.peer_timeout_s:g})")
         return None
 
 

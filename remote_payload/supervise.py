@@ -17,7 +17,8 @@ decided by `runstate.py`, the one authority, for this file, the probe and the fe
 
 A DDP run (`--nproc N`, one `--lock` per GPU) takes every lock in GPU order (two runs wanting overlapping
 GPUs can never deadlock: both go for the lowest first) and runs `python -m MODULE ARGS` as
-`torchrun --standalone --nproc-per-node N -m MODULE ARGS` with the torchrun of the command's venv. Its exit code
+`python -m torch.distributed.run --standalone --nproc-per-node N -m MODULE ARGS` (torchrun) with the
+command's python. Its exit code
 is judged by the ranks' completion records (runstate.distributed_outcome), stop ends every rank (torchrun
 starts each rank in its own session, so a forced stop kills them by the pids in RUN/ranks/K.json), and
 `tail --rank K` reads rank K's own log.
@@ -101,8 +102,9 @@ def launcher(cmd, nproc):
         return cmd
     if len(cmd) < 3 or cmd[1] != "-m":
         raise ValueError("--nproc needs a command of the form PYTHON -m MODULE ARGS, got %r" % (cmd[:3],))
-    torchrun = os.path.join(os.path.dirname(cmd[0]), "torchrun")
-    head = [torchrun] if os.access(torchrun, os.X_OK) else [cmd[0], "-m", "torch.distributed.run"]
+    # torchrun itself, as `python -m torch.distributed.run`: the venv's bin/torchrun script would do the same,
+    # but its #! names the folder the venv was built in, and a venv that was moved keeps the stale path
+    head = [cmd[0], "-m", "torch.distributed.run"]
     return head + ["--standalone", "--nproc-per-node", str(nproc), "--max-restarts", "0", "-m", cmd[2]] + cmd[3:]
 
 

@@ -267,6 +267,8 @@ def resolve_parent(args: argparse.Namespace, recipe: Recipe, style, record: RunR
 def run_training(args: argparse.Namespace, record: RunRecord, rank: distributed.Rank = distributed.Rank(),
                  rank_file: distributed.RankFile | None = None) -> None:
     job, recipe, epochs = resolve_job(args, record)
+    if rank_file is not None:
+        rank_file.peer_timeout_s = recipe.ddp_peer_timeout_s
     backend = distributed.init_process_group(rank, recipe.device)
     with Phase(record, "prepare_data"):
         data, attention = prepare_in_turn(args, job, recipe, record, rank)

@@ -69,7 +69,9 @@ def box(tmp_path_factory, sshd, instance_venv, moto_server, weights_uri):  # noq
             "s3_endpoint": moto_server.endpoint, "s3_region": "us-east-1", "s3_credentials": "forward"}
     jobs = {"tiny": {**base, "overrides": FEW},
             "tiny-ckpt": {**base, "gpus": 2, "overrides": {**FEW, "max_steps": 40, "save_steps": 10}},
-            "tiny-long": {**base, "gpus": "2", "overrides": {**FEW, "max_steps": 100000}}}
+            "tiny-long": {**base, "gpus": "2", "overrides": {**FEW, "max_steps": 100000}},
+            # the watchdog's bound cut to seconds, so a frozen rank is caught within the test
+            "tiny-frozen": {**base, "gpus": 2, "overrides": {**FEW, "max_steps": 100000, "ddp_peer_timeout_s": 6}}}
     write_inventory(root, {"ddpbox": instance}, jobs, env={})
     yield Box(root, sshd, {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing-secret-key"})
     sshd.set_gpu_case("a10g-idle")
@@ -160,3 +162,32 @@ def test_a_killed_rank_fails_the_run_within_seconds_and_resume_continues_it(box)
     ranks = ranks_of(run_dir)
     assert ranks[0]["step"] == ranks[1]["step"] == 40 and ranks[0]["weights_sha256"] == ranks[1]["weights_sha256"]
     print(f"\na killed rank failed the run in {took:.1f} s")
+
+
+def test_a_frozen_rank_is_caught_by_the_peer_watchdog_and_fails_the_run_instead_of_hanging_it(box):
+    """SIGSTOP leaves rank 1's process alive (so torchrun sees nothing wrong) and rank 0 blocked in gloo's
+    all-reduce for ever: only rank 0's watchdog, seeing rank 1's heartbeat go stale past ddp_peer_timeout_s,
+    can end it."""
+    started = box.orch("train", "tiny-frozen", "--json")
+    assert started.code == 0, started.stderr[-3000:]
+    run_id = started.json()["run_id"]
+    run_dir = box.run_dir(run_id)
+    box.wait(run_id, lambda s: len(s["ranks"]) == 2 and all((r["step"] or 0) > 0 for r in s["ranks"]))
+    ranks = ranks_of(run_dir)
+    frozen_at = time.monotonic()
+    os.kill(ranks[1]["pid"], signal.SIGSTOP)
+    try:
+        failed = box.wait(run_id, lambda s: s["state"] not in ("running", "starting"), timeout=180)
+        took = time.monotonic() - frozen_at
+    finally:
+        if alive(ranks[1]["pid"]):
+            os.kill(ranks[1]["pid"], signal.SIGKILL)
+    assert failed["state"] == "failed", failed
+    rank0 = ranks_of(run_dir)[0]
+    assert rank0["status"] == "failed" and rank0["error"].startswith(f"rank 1 (pid {ranks[1]['pid']}) has not "
+                                                                     f"beaten for ")
+    assert "(ddp_peer_timeout_s=6)" in rank0["error"]
+    assert "ending this rank so the run fails instead of hanging" in (run_dir / "log").read_text()
+    assert 6 <= took < 120, f"the frozen rank took {took:.0f} s to fail the run"
+    assert not any(alive(r["pid"]) for r in ranks_of(run_dir).values())
+    print(f"\na frozen rank failed the run in {took:.1f} s (ddp_peer_timeout_s 6)")

@@ -68,6 +68,11 @@ class Recipe:
     dataloader_num_workers: int = 2
     dataloader_pin_memory: bool = True
     torch_threads: int = 0                    # > 0: torch.set_num_threads(n) for CPU work; 0: torch's default
+    # --- DDP (gpus > 1): a rank whose peer process is gone ends at once; one whose peer is alive but has not
+    # beaten for this long ends too, so a frozen peer fails the run instead of hanging it (gloo ignores
+    # ddp_timeout on CPU). 300 s is well above the longest pause of a healthy rank seen here (a 14B checkpoint
+    # save, ~60 s); the heartbeat itself is every 2 s (distributed.HEARTBEAT_S).
+    ddp_peer_timeout_s: float = 300.0
     # --- speed levers: each measured by bench/gpu_train.py before it becomes a recipe's default ---
     liger_kernel: bool = False                # TrainingArguments.use_liger_kernel: Liger's Triton kernels, incl. the
                                               # fused linear cross-entropy that never builds the logits (CUDA only)
@@ -109,7 +114,7 @@ class Recipe:
     def _check_ranges(self, owner: str) -> None:
         check_positive(self, owner, ("lora_r", "lora_alpha", "learning_rate", "per_device_train_batch_size",
                                      "gradient_accumulation_steps", "max_length", "logging_steps", "save_steps",
-                                     "save_total_limit", "max_grad_norm", "eval_max_samples"))
+                                     "save_total_limit", "max_grad_norm", "eval_max_samples", "ddp_peer_timeout_s"))
         for name in ("lora_dropout", "warmup_ratio"):
             if not 0 <= getattr(self, name) < 1:
                 fail(owner, name, f"must be in [0, 1) (got {getattr(self, name)})")
