@@ -71,7 +71,8 @@ def fleet(tmp_path_factory, sshd, instance_venv, moto_server, weights_uri):  # n
         job = {"instance": "big", "recipe": "tiny-verbosity", "dataset": str(DATASET), "weights": weights_uri,
                "s3_endpoint": moto_server.endpoint, "s3_region": "us-east-1", "s3_credentials": "forward",
                "overrides": {"max_steps": 8, "logging_steps": 4, "save_steps": 4, "eval_after_train": False}}
-        write_inventory(root, instances, {"tiny": job}, env={})
+        write_inventory(root, instances, {"tiny": job, "tiny-2": {**job, "gpus": 2}, "tiny-all": {**job, "gpus": "all"}},
+                        env={})
         yield Fleet(root, servers, {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing-secret-key"})
     finally:
         for server in servers.values():
@@ -158,6 +159,36 @@ def test_an_instance_killed_mid_sweep_has_its_run_requeued_and_finished_elsewher
     moved = [r for r in rows if r["point"] == on_small[0]["point"]][0]
     assert moved["instance"] == "big" and moved["attempts"] >= 1
     assert "lost on small (instance unreachable): requeued" in err
+
+
+def test_preflight_of_a_two_gpu_job_passes_with_one_gpu_foreign_busy_and_an_all_gpu_job_is_refused_naming_it(
+        fleet):
+    two = fleet.orch("preflight", "tiny-2", "--json")
+    checks = {c["name"]: c for c in json.loads(two.stdout)["instances"][0]["checks"]}
+    assert two.code == 0 and checks["GPU idle"]["ok"], two.stdout[-3000:]
+    every = fleet.orch("preflight", "tiny-all", "--json")
+    checks = {c["name"]: c for c in json.loads(every.stdout)["instances"][0]["checks"]}
+    assert every.code == 1 and not checks["GPU idle"]["ok"]
+    assert "GPU 2: pid 41873" in checks["GPU idle"]["detail"]
+
+
+def test_a_two_gpu_sweep_runs_each_point_as_ddp_on_two_free_gpus_of_one_box_never_the_busy_or_the_small_one(
+        fleet):
+    """big's usable GPUs are 0, 1 and 3 (2 is foreign-busy): one 2-GPU slot, [0, 1]; the 1-GPU box has none, and
+    a run never spans boxes. So the points run one after another, each as two torchrun ranks on big:0,1."""
+    spec = fleet.spec("pairs", {"seed": [21, 22]}, gpus=2)
+    run = fleet.orch("sweep", "start", str(spec), "--poll", "1", "--json", "--timeout", "600")
+    assert run.code == 0, run.stderr[-4000:]
+    assert [r["state"] for r in run.json()["rows"]] == ["finished"] * 2
+    runs = fleet.runs("pairs")
+    assert len(runs) == 2 and all(r["instance"] == "big" and r["gpus"] == [0, 1] and r["exit"] == 0 for r in runs)
+    assert not overlapping([(r["start"], r["end"]) for r in runs])
+    for r in runs:
+        ranks = {int(p.stem): json.loads(p.read_text()) for p in (r["dir"] / "ranks").glob("*.json")}
+        assert sorted(ranks) == [0, 1] and {k["status"] for k in ranks.values()} == {"succeeded"}
+        assert ranks[0]["weights_sha256"] == ranks[1]["weights_sha256"]
+        assert json.loads((r["dir"] / "run.json").read_text())["distributed"]["world_size"] == 2
+    assert [r["gpus"] for r in run.json()["rows"]] == [[0, 1], [0, 1]]
 
 
 def test_sweep_stop_stops_its_runs_and_every_controller_stops_placing(fleet):

@@ -220,12 +220,13 @@ def _gpu_checks(instance, probe: dict, job) -> list[Check]:
         return checks
     checks.append(Check("GPU memory", True, f"{detail} >= {_num(e.min_vram_gb)} GB"))
 
-    # busy: another process holds memory on the GPU the job will use (a DDP job: on enough of them)
+    # busy: another process holds memory on the GPU the job will use (a DDP job: on enough of them -- `gpus: N`
+    # needs N idle GPUs, whatever the box has: the run takes idle ones; `gpus: all` needs every GPU idle)
     multi = job is not None and getattr(job, "gpus", "1") != "1"
     target = job.gpu if job is not None and not multi else None
     need = max(1, e.gpu_count)
     if multi:
-        need = len(big) if job.gpu_count is None else max(need, job.gpu_count)
+        need = len(big) if job.gpu_count is None else job.gpu_count
     candidates = [g for g in big if target is None or g.get("index") == target] or big
     busy_reasons = {}
     for g in candidates:
