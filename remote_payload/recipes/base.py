@@ -70,8 +70,9 @@ class Recipe:
     torch_threads: int = 0                    # > 0: torch.set_num_threads(n) for CPU work; 0: torch's default
     # --- DDP (gpus > 1): a rank whose peer process is gone ends at once; one whose peer is alive but has not
     # beaten for this long ends too, so a frozen peer fails the run instead of hanging it (gloo ignores
-    # ddp_timeout on CPU). 300 s is well above the longest pause of a healthy rank seen here (a 14B checkpoint
-    # save, ~60 s); the heartbeat itself is every 2 s (distributed.HEARTBEAT_S).
+    # ddp_timeout on CPU). The heartbeat is a thread beating every 2 s (distributed.HEARTBEAT_S) even while
+    # its rank computes or saves, so only a stopped process or a long GIL-holding call goes quiet; 300 s leaves
+    # room for the latter on a loaded box (not measured on a GPU here).
     ddp_peer_timeout_s: float = 300.0
     # --- speed levers: each measured by bench/gpu_train.py before it becomes a recipe's default ---
     liger_kernel: bool = False                # TrainingArguments.use_liger_kernel: Liger's Triton kernels, incl. the
