@@ -224,9 +224,7 @@ def _gpu_checks(instance, probe: dict, job) -> list[Check]:
     # needs N idle GPUs, whatever the box has: the run takes idle ones; `gpus: all` needs every GPU idle)
     multi = job is not None and getattr(job, "gpus", "1") != "1"
     target = job.gpu if job is not None and not multi else None
-    need = max(1, e.gpu_count)
-    if multi:
-        need = len(big) if job.gpu_count is None else job.gpu_count
+    need = (len(big) if job.gpu_count is None else job.gpu_count) if multi else max(1, e.gpu_count)
     candidates = [g for g in big if target is None or g.get("index") == target] or big
     busy_reasons = {}
     for g in candidates:

@@ -63,12 +63,12 @@ class Forward:
         except (RemoteError, OSError):
             client.close()
             return
-        pumps = [threading.Thread(target=_pump, args=(client, upstream), daemon=True),
-                 threading.Thread(target=_pump, args=(upstream, client), daemon=True)]
-        for pump in pumps:
-            pump.start()
-        for pump in pumps:
-            pump.join()
+        pumps = [threading.Thread(target=pump, args=(client, upstream), daemon=True),
+                 threading.Thread(target=pump, args=(upstream, client), daemon=True)]
+        for thread in pumps:
+            thread.start()
+        for thread in pumps:
+            thread.join()
         for end in (client, upstream):
             try:
                 end.close()
@@ -88,7 +88,7 @@ class Forward:
         self.stop()
 
 
-def _pump(source, sink) -> None:
+def pump(source, sink) -> None:
     """Copy bytes until `source` ends; then tell `sink` no more is coming."""
     try:
         while True:
